@@ -1,0 +1,250 @@
+//! Caller authentication: turns a bearer token issued for the facade's own API into a `Caller`.
+//!
+//! Owns token validation (signature against the issuer's keys, pinned algorithms, `exp`, `nbf`,
+//! `iss`, `aud`, leeway, tenant allow-list) and the delegated/application distinction. It does
+//! not decide what a caller may start: that is `authz`.
+
+pub mod authz;
+pub mod keys;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use keys::{KeySource, KeyStore};
+
+/// The consumer (personal Microsoft account) tenant.
+pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// Whether the token acts for a signed-in user or for an application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerKind {
+    Delegated,
+    Application,
+}
+
+impl CallerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delegated => "delegated",
+            Self::Application => "application",
+        }
+    }
+}
+
+/// An authenticated caller. Holds no token: nothing downstream can leak it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Caller {
+    pub kind: CallerKind,
+    pub tenant_id: String,
+    pub object_id: String,
+    pub app_id: Option<String>,
+    pub name: Option<String>,
+    #[serde(skip)]
+    pub scopes: Vec<String>,
+    #[serde(skip)]
+    pub roles: Vec<String>,
+    #[serde(skip)]
+    pub directory_roles: Vec<String>,
+}
+
+/// The claims the facade reads; `exp`, `nbf`, `iss`, `aud` are checked by `Validation`.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    tid: Option<String>,
+    oid: Option<String>,
+    sub: Option<String>,
+    azp: Option<String>,
+    appid: Option<String>,
+    name: Option<String>,
+    preferred_username: Option<String>,
+    idtyp: Option<String>,
+    scp: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    wids: Vec<String>,
+}
+
+pub struct Authenticator {
+    keys: Arc<KeyStore>,
+    algorithms: Vec<Algorithm>,
+    validation: Validation,
+    /// Empty means: any tenant of a configured issuer (the issuer check already pins it).
+    allowed_tenants: HashSet<String>,
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, http: reqwest::Client) -> Self {
+        let auth = &config.auth;
+        let source = match (&auth.jwks_url, &auth.openid_config_url) {
+            (Some(jwks), _) => KeySource::Jwks(jwks.clone()),
+            (None, Some(discovery)) => KeySource::Discovery(discovery.clone()),
+            (None, None) => KeySource::Discovery(format!(
+                "{}/.well-known/openid-configuration",
+                auth.issuers[0].trim_end_matches('/')
+            )),
+        };
+        let algorithms = config.algorithms().expect("validated configuration");
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms.clone();
+        validation.leeway = auth.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_issuer(&auth.issuers);
+        validation.set_audience(&auth.audiences);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+        let mut allowed_tenants: HashSet<String> = auth
+            .allowed_tenants
+            .iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect();
+        if allowed_tenants.is_empty() {
+            allowed_tenants = auth
+                .issuers
+                .iter()
+                .filter_map(|issuer| tenant_of_issuer(issuer))
+                .collect();
+        }
+        Self {
+            keys: Arc::new(KeyStore::new(http, source)),
+            algorithms,
+            validation,
+            allowed_tenants,
+        }
+    }
+
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Validates a bearer token and describes its caller.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| ApiError::invalid_token("The token is not a well-formed signed JWT."))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(ApiError::invalid_token(format!(
+                "The token algorithm {:?} is not accepted.",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| ApiError::invalid_token("The token header has no kid."))?;
+        let key = match self.keys.key(&kid).await {
+            Some(key) => key,
+            None if !self.keys.is_loaded() => {
+                return Err(ApiError::service_unavailable(
+                    "The issuer's signing keys are not available yet.",
+                    5,
+                ));
+            }
+            None => {
+                return Err(ApiError::invalid_token(
+                    "The token is signed with an unknown key.",
+                ));
+            }
+        };
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind::*;
+                ApiError::invalid_token(match error.kind() {
+                    ExpiredSignature => "The token is expired.".to_owned(),
+                    ImmatureSignature => "The token is not valid yet (nbf).".to_owned(),
+                    InvalidIssuer => "The token issuer is not accepted.".to_owned(),
+                    InvalidAudience => "The token audience is not accepted.".to_owned(),
+                    InvalidSignature => "The token signature is invalid.".to_owned(),
+                    InvalidAlgorithm => "The token algorithm does not match its key.".to_owned(),
+                    MissingRequiredClaim(claim) => format!("The token has no {claim} claim."),
+                    _ => "The token could not be validated.".to_owned(),
+                })
+            })?;
+        self.caller_from(data.claims)
+    }
+
+    fn caller_from(&self, claims: Claims) -> Result<Caller, ApiError> {
+        let tenant_id = claims
+            .tid
+            .map(|t| t.to_ascii_lowercase())
+            .ok_or_else(|| ApiError::invalid_token("The token has no tid claim."))?;
+        if tenant_id == CONSUMER_TENANT {
+            return Err(ApiError::forbidden(
+                "Personal Microsoft accounts are not supported: starting a synchronization job needs a work or school account or an application.",
+            ));
+        }
+        if !self.allowed_tenants.is_empty() && !self.allowed_tenants.contains(&tenant_id) {
+            return Err(ApiError::invalid_token(format!(
+                "Tenant {tenant_id} is not allowed."
+            )));
+        }
+        let object_id = claims
+            .oid
+            .or(claims.sub)
+            .map(|o| o.to_ascii_lowercase())
+            .ok_or_else(|| ApiError::invalid_token("The token has no oid claim."))?;
+        let is_app = claims.idtyp.as_deref() == Some("app")
+            || (claims.scp.is_none() && !claims.roles.is_empty());
+        let kind = if is_app {
+            CallerKind::Application
+        } else {
+            CallerKind::Delegated
+        };
+        let scopes = claims
+            .scp
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Ok(Caller {
+            kind,
+            tenant_id,
+            object_id,
+            app_id: claims.azp.or(claims.appid),
+            name: claims.name.or(claims.preferred_username),
+            scopes,
+            roles: claims.roles,
+            directory_roles: claims
+                .wids
+                .into_iter()
+                .map(|w| w.to_ascii_lowercase())
+                .collect(),
+        })
+    }
+}
+
+/// The tenant id in an Entra issuer URL (`.../{tenant}/v2.0` or `https://sts.windows.net/{tenant}/`).
+fn tenant_of_issuer(issuer: &str) -> Option<String> {
+    issuer
+        .trim_end_matches('/')
+        .rsplit('/')
+        .take(2)
+        .find(|segment| crate::ids::ServicePrincipalId::parse(segment).is_ok())
+        .map(str::to_ascii_lowercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_is_read_from_both_issuer_forms() {
+        let tid = "8a3c9c1e-6f0b-4b7e-9d55-2f1e7c0a4b13";
+        assert_eq!(
+            tenant_of_issuer(&format!("https://login.microsoftonline.com/{tid}/v2.0")).as_deref(),
+            Some(tid)
+        );
+        assert_eq!(
+            tenant_of_issuer(&format!("https://sts.windows.net/{tid}/")).as_deref(),
+            Some(tid)
+        );
+        assert_eq!(
+            tenant_of_issuer("https://login.microsoftonline.com/common/v2.0"),
+            None
+        );
+    }
+}

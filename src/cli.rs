@@ -1,0 +1,204 @@
+//! The command line: `serve`, `dev`, `emulator`, `openapi`, `check-config`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, CredentialKind, Secret};
+use crate::emulator::{Emulator, FACADE_AUDIENCE, Seed};
+use crate::server::{Server, shutdown_signal};
+
+#[derive(Parser)]
+#[command(
+    name = "syncjob-facade",
+    version,
+    about = "Starts Microsoft Entra provisioning jobs through Microsoft Graph, authenticated, authorised and audited."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, env = "SYNCJOB_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the service with a built-in Graph and Entra emulator: nothing to configure.
+    Dev {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Run the Graph and Entra emulator alone.
+    Emulator {
+        #[arg(long, default_value_t = 8081)]
+        port: u16,
+        /// Seed file (default: the built-in seed, emulator/seed.json).
+        #[arg(long)]
+        seed: Option<PathBuf>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Validate a configuration and print it, secrets redacted.
+    CheckConfig {
+        #[arg(long, env = "SYNCJOB_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), crate::Error> {
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging(true);
+            let config = Config::load(config.as_deref())?;
+            Server::bind(config).await?.run(shutdown_signal()).await?;
+        }
+        Command::Dev { port } => {
+            init_logging(false);
+            dev(port).await?;
+        }
+        Command::Emulator { port, seed } => {
+            init_logging(false);
+            let seed = match seed {
+                Some(path) => Seed::from_file(&path)
+                    .map_err(|e| crate::Error::Startup(format!("seed {}: {e}", path.display())))?,
+                None => Seed::default_seed(),
+            };
+            let emulator =
+                Emulator::spawn(seed, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+            println!("Graph + Entra emulator on {}", emulator.base_url());
+            println!("  issuer        {}", emulator.issuer());
+            println!("  discovery     {}", emulator.openid_config_url());
+            println!("  token         {}", emulator.token_url());
+            println!(
+                "  calls/faults  {}/_emulator/calls, {}/_emulator/faults",
+                emulator.base_url(),
+                emulator.base_url()
+            );
+            shutdown_signal().await;
+        }
+        Command::Openapi => {
+            println!("{}", openapi_json());
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(Some(&config))?;
+            print!("{}", config.to_redacted_toml());
+            eprintln!("configuration is valid");
+        }
+    }
+    Ok(())
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    crate::http::openapi()
+        .to_pretty_json()
+        .expect("OpenAPI document serialises")
+}
+
+/// The facade's configuration against an emulator.
+pub fn config_for_emulator(emulator: &Emulator, listen: SocketAddr) -> Config {
+    let facade = &emulator.seed().applications[0];
+    let mut config = Config::default();
+    config.server.listen = listen.to_string();
+    config.auth.issuers = vec![emulator.issuer()];
+    config.auth.audiences = vec![FACADE_AUDIENCE.to_owned()];
+    config.auth.openid_config_url = Some(emulator.openid_config_url());
+    config.graph.base_url = emulator.base_url();
+    config.graph.credential.kind = CredentialKind::ClientSecret;
+    config.graph.credential.authority = emulator.base_url();
+    config.graph.credential.tenant_id = Some(emulator.tenant_id().to_owned());
+    config.graph.credential.client_id = Some(facade.client_id.clone());
+    config.graph.credential.client_secret = Some(Secret::new(facade.client_secret.clone()));
+    config
+}
+
+async fn dev(port: u16) -> Result<(), crate::Error> {
+    let emulator = Emulator::spawn(
+        Seed::default_seed(),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await?;
+    let config = config_for_emulator(&emulator, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    config.validate()?;
+    let server = Server::bind(config).await?;
+    let url = format!("http://{}", server.local_addr());
+    print_dev_banner(&emulator, &url);
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Tokens valid for a working day, so a demo does not expire under the user.
+fn long_lived(mut claims: serde_json::Value) -> serde_json::Value {
+    let now = jsonwebtoken::get_current_timestamp();
+    claims["exp"] = (now + 12 * 3600).into();
+    claims
+}
+
+fn print_dev_banner(emulator: &Emulator, url: &str) {
+    let seed = emulator.seed();
+    let admin = long_lived(emulator.delegated_claims(&seed.users[0].object_id));
+    let reader = long_lived(emulator.delegated_claims(&seed.users[1].object_id));
+    let app = long_lived(emulator.app_claims(&seed.applications[1].client_id));
+    let paused = &seed.service_principals[0];
+    let quarantined = &seed.service_principals[1];
+    println!(
+        r#"
+syncjob-facade (dev) on {url}, with the Graph + Entra emulator on {emu}
+
+Tokens (valid 12 hours; the emulator's, worthless elsewhere):
+  export ADMIN_TOKEN='{admin}'   # delegated: {admin_name}, Synchronization.ReadWrite.All + Application Administrator
+  export APP_TOKEN='{app}'   # application: {app_name}, role Synchronization.ReadWrite.All
+  export READER_TOKEN='{reader}'   # delegated: {reader_name}, no directory role
+
+Start the paused job ({paused_name}) -> 204:
+  curl -i -X POST -H "Authorization: Bearer $ADMIN_TOKEN" {url}/v1.0/servicePrincipals/{paused_sp}/synchronization/jobs/{paused_job}/start
+
+A caller without a directory role -> 403:
+  curl -i -X POST -H "Authorization: Bearer $READER_TOKEN" {url}/v1.0/servicePrincipals/{paused_sp}/synchronization/jobs/{paused_job}/start
+
+What would happen (whatIf report, nothing sent) for the quarantined job ({quarantined_name}):
+  curl -s -X POST -H "Authorization: Bearer $APP_TOKEN" '{url}/v1.0/servicePrincipals/{quarantined_sp}/synchronization/jobs/{quarantined_job}/start?whatIf=true'
+
+The cmdlet's -InputObject form:
+  curl -i -X POST -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' {url}/start?passThru=true -d '{{"ServicePrincipalId":"{quarantined_sp}","SynchronizationJobId":"{quarantined_job}"}}'
+
+What Graph (the emulator) received:  curl -s {emu}/_emulator/calls
+API documentation:                  {url}/docs
+"#,
+        emu = emulator.base_url(),
+        admin = emulator.mint(&admin),
+        app = emulator.mint(&app),
+        reader = emulator.mint(&reader),
+        admin_name = seed.users[0].name,
+        reader_name = seed.users[1].name,
+        app_name = seed.applications[1].display_name,
+        paused_name = paused.display_name,
+        paused_sp = paused.id,
+        paused_job = paused.jobs[0].id,
+        quarantined_name = quarantined.display_name,
+        quarantined_sp = quarantined.id,
+        quarantined_job = quarantined.jobs[0].id,
+    );
+}

@@ -1,0 +1,524 @@
+//! Configuration: one TOML file, overridden key by key by `SYNCJOB_<SECTION>__<KEY>` environment
+//! variables, validated once at start-up. Invalid configuration is an error naming the key; after
+//! `Config::load` succeeds the rest of the program can trust every value.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A secret value: never printed, never serialised in clear (`check-config` shows it redacted).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub graph: GraphConfig,
+    pub guard: GuardConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub jwks_url: Option<String>,
+    pub openid_config_url: Option<String>,
+    pub algorithms: Vec<String>,
+    pub leeway_secs: u64,
+    pub allowed_tenants: Vec<String>,
+    pub require_directory_role: bool,
+    pub delegated_scopes: Vec<String>,
+    pub application_roles: Vec<String>,
+    pub owned_by_roles: Vec<String>,
+    /// Directory role template ids that let a delegated caller start a job when the facade
+    /// forwards with its own credential.
+    pub directory_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    pub base_url: String,
+    pub on_behalf_of: bool,
+    pub forward_headers: Vec<String>,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+    /// Longest `Retry-After` from Graph that the facade waits out itself before retrying; a
+    /// longer one is handed back to the caller.
+    pub max_retry_after_secs: u64,
+    pub credential: CredentialConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    ClientSecret,
+    ClientCertificate,
+    WorkloadIdentity,
+    ManagedIdentity,
+    Static,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialConfig {
+    pub kind: CredentialKind,
+    pub authority: String,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<PathBuf>,
+    pub certificate_file: Option<PathBuf>,
+    pub federated_token_file: Option<PathBuf>,
+    pub endpoint: Option<String>,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    /// The scope requested for Graph tokens.
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    pub store: String,
+    pub cooldown_secs: u64,
+    pub preflight: bool,
+}
+
+/// Role template ids of Application Administrator, Cloud Application Administrator, Hybrid
+/// Identity Administrator and Global Administrator.
+pub const DEFAULT_DIRECTORY_ROLES: [&str; 4] = [
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
+    "158c047a-c907-4556-b7ef-446551a6b5f7",
+    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2",
+    "62e90394-69f5-4237-9190-012177145e10",
+];
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 65536,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: strings(&["api://syncjob-facade"]),
+            jwks_url: None,
+            openid_config_url: None,
+            algorithms: strings(&["RS256"]),
+            leeway_secs: 60,
+            allowed_tenants: Vec::new(),
+            require_directory_role: true,
+            delegated_scopes: strings(&["Synchronization.ReadWrite.All"]),
+            application_roles: strings(&["Synchronization.ReadWrite.All"]),
+            owned_by_roles: strings(&["Application.ReadWrite.OwnedBy"]),
+            directory_roles: strings(&DEFAULT_DIRECTORY_ROLES),
+        }
+    }
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://graph.microsoft.com".into(),
+            on_behalf_of: false,
+            forward_headers: strings(&["client-request-id", "Accept-Language"]),
+            timeout_secs: 30,
+            max_retries: 3,
+            max_retry_after_secs: 10,
+            credential: CredentialConfig::default(),
+        }
+    }
+}
+
+impl Default for CredentialConfig {
+    fn default() -> Self {
+        Self {
+            kind: CredentialKind::ClientSecret,
+            authority: "https://login.microsoftonline.com".into(),
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            certificate_file: None,
+            federated_token_file: None,
+            endpoint: None,
+            token: None,
+            token_file: None,
+            scope: "https://graph.microsoft.com/.default".into(),
+        }
+    }
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            store: "memory".into(),
+            cooldown_secs: 300,
+            preflight: true,
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Headers a caller can never have forwarded to Graph.
+const NEVER_FORWARDED: [&str; 12] = [
+    "authorization",
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Config {
+    /// Loads the file (when given), then the `SYNCJOB_` environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // SYNCJOB_CONFIG names the file itself, it is not a key.
+        figment = figment.merge(
+            Env::prefixed("SYNCJOB_")
+                .filter(|key| key.as_str() != "config")
+                .split("__"),
+        );
+        let config: Config = figment.extract().map_err(|error| {
+            let key = error.path.join(".");
+            invalid(
+                if key.is_empty() { "(file)" } else { &key },
+                error.kind.to_string(),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; reads `*_file` secrets so a missing file stops start-up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.server.body_limit_bytes == 0 {
+            return Err(invalid("server.body_limit_bytes", "must be greater than 0"));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(invalid(
+                "server.request_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        let auth = &self.auth;
+        if auth.issuers.is_empty() {
+            return Err(invalid("auth.issuers", "at least one issuer is required"));
+        }
+        for (i, issuer) in auth.issuers.iter().enumerate() {
+            check_url(&format!("auth.issuers[{i}]"), issuer)?;
+        }
+        if auth.audiences.is_empty() || auth.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(invalid(
+                "auth.audiences",
+                "at least one non-empty audience is required",
+            ));
+        }
+        if let Some(url) = &auth.jwks_url {
+            check_url("auth.jwks_url", url)?;
+        }
+        if let Some(url) = &auth.openid_config_url {
+            check_url("auth.openid_config_url", url)?;
+        }
+        self.algorithms()?;
+        if auth.leeway_secs > 600 {
+            return Err(invalid("auth.leeway_secs", "must be at most 600 seconds"));
+        }
+        for (i, tenant) in auth.allowed_tenants.iter().enumerate() {
+            if crate::ids::ServicePrincipalId::parse(tenant).is_err() {
+                return Err(invalid(
+                    &format!("auth.allowed_tenants[{i}]"),
+                    "must be a tenant id (GUID)",
+                ));
+            }
+        }
+        for (key, list) in [
+            ("auth.delegated_scopes", &auth.delegated_scopes),
+            ("auth.application_roles", &auth.application_roles),
+        ] {
+            if list.is_empty() || list.iter().any(|s| s.trim().is_empty()) {
+                return Err(invalid(
+                    key,
+                    "at least one non-empty permission name is required",
+                ));
+            }
+        }
+        let graph = &self.graph;
+        check_url("graph.base_url", &graph.base_url)?;
+        if graph.timeout_secs == 0 {
+            return Err(invalid("graph.timeout_secs", "must be greater than 0"));
+        }
+        if graph.max_retries > 10 {
+            return Err(invalid("graph.max_retries", "must be at most 10"));
+        }
+        for (i, name) in graph.forward_headers.iter().enumerate() {
+            let key = format!("graph.forward_headers[{i}]");
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    &key,
+                    format!("'{name}' is not a valid header name"),
+                ));
+            }
+            if NEVER_FORWARDED.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(invalid(
+                    &key,
+                    format!("'{name}' is never forwarded to Graph"),
+                ));
+            }
+        }
+        self.validate_credential()?;
+        if self.guard.store != "memory" {
+            return Err(invalid("guard.store", "only \"memory\" is supported"));
+        }
+        Ok(())
+    }
+
+    fn validate_credential(&self) -> Result<(), ConfigError> {
+        let credential = &self.graph.credential;
+        match credential.kind {
+            CredentialKind::Static => {
+                self.static_token()?;
+            }
+            CredentialKind::ClientSecret => {
+                check_url("graph.credential.authority", &credential.authority)?;
+                let tenant = credential.tenant_id.as_deref().unwrap_or_default();
+                if tenant.is_empty()
+                    || !tenant
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+                {
+                    return Err(invalid(
+                        "graph.credential.tenant_id",
+                        "a tenant id or domain is required",
+                    ));
+                }
+                if credential
+                    .client_id
+                    .as_deref()
+                    .is_none_or(|c| crate::ids::AppId::parse(c).is_err())
+                {
+                    return Err(invalid(
+                        "graph.credential.client_id",
+                        "the facade's application (client) id, a GUID, is required",
+                    ));
+                }
+                self.client_secret()?;
+            }
+            other => {
+                let name = serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                return Err(invalid(
+                    "graph.credential.kind",
+                    format!(
+                        "'{name}' is not available in this version; use client_secret or static"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("'{}' is not an address:port", self.server.listen),
+            )
+        })
+    }
+
+    pub fn algorithms(&self) -> Result<Vec<jsonwebtoken::Algorithm>, ConfigError> {
+        use jsonwebtoken::Algorithm::*;
+        if self.auth.algorithms.is_empty() {
+            return Err(invalid(
+                "auth.algorithms",
+                "at least one algorithm is required",
+            ));
+        }
+        self.auth
+            .algorithms
+            .iter()
+            .map(|name| match name.parse::<jsonwebtoken::Algorithm>() {
+                // Symmetric algorithms would let anyone holding the public key forge tokens.
+                Ok(alg @ (RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384)) => Ok(alg),
+                _ => Err(invalid("auth.algorithms", format!("'{name}' is not an accepted asymmetric algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384)"))),
+            })
+            .collect()
+    }
+
+    /// The static Graph token (credential kind `static`).
+    pub fn static_token(&self) -> Result<Secret, ConfigError> {
+        let credential = &self.graph.credential;
+        secret_from(
+            "graph.credential.token",
+            credential.token.as_ref(),
+            credential.token_file.as_deref(),
+        )
+    }
+
+    pub fn client_secret(&self) -> Result<Secret, ConfigError> {
+        let credential = &self.graph.credential;
+        secret_from(
+            "graph.credential.client_secret",
+            credential.client_secret.as_ref(),
+            credential.client_secret_file.as_deref(),
+        )
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml_text(self)
+    }
+}
+
+fn toml_text(config: &Config) -> String {
+    toml::to_string_pretty(config)
+        .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+}
+
+/// A secret given inline (`key`) or by file (`key_file`); exactly one of them.
+fn secret_from(
+    key: &str,
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+) -> Result<Secret, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            format!("give either {key} or {key}_file, not both"),
+        )),
+        (Some(secret), None) if !secret.expose().is_empty() => Ok(secret.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    &format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(invalid(
+                    &format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            Ok(Secret::new(text))
+        }
+        _ => Err(invalid(key, format!("{key} or {key}_file is required"))),
+    }
+}
+
+/// `https://` everywhere; `http://` only to a loopback host (development and tests).
+pub fn check_url(key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| invalid(key, format!("'{text}' is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(invalid(
+                key,
+                format!("'{text}' must use https:// (http:// is accepted only for loopback hosts)"),
+            ));
+        }
+        other => return Err(invalid(key, format!("scheme '{other}' is not supported"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(key, format!("'{text}' has no host")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(key, "credentials in the URL are not accepted"));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}

@@ -1,0 +1,126 @@
+//! The request context: ids that every answer carries, and the envelope for errors that the
+//! router itself produces.
+//!
+//! Runs outermost among the application layers so that every response, an error from any layer
+//! below included, leaves with `request-id`, `client-request-id` and, for errors, Graph's envelope
+//! holding both.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::error::{ApiError, ErrorInfo};
+
+/// Ids of one request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The facade's own id for this request.
+    pub request_id: String,
+    /// The caller's `client-request-id`, or a new GUID.
+    pub client_request_id: String,
+}
+
+/// Marks a response that is Graph's answer, passed through: its body is left as Graph sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct FromGraph;
+
+/// A caller's `client-request-id` is used when it is a reasonable header value; anything else is
+/// replaced, as when it is absent.
+fn client_request_id(request: &Request) -> String {
+    request
+        .headers()
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let context = RequestContext {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        client_request_id: client_request_id(&request),
+    };
+    request.extensions_mut().insert(context.clone());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        request_id = %context.request_id,
+        client_request_id = %context.client_request_id,
+    );
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request done"
+        )
+    });
+
+    let bare = response.extensions().get::<ErrorInfo>().is_none()
+        && response.extensions().get::<FromGraph>().is_none();
+    if let Some(error) = error_for_bare_status(&response).filter(|_| bare) {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = error.into_response();
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+    let headers = response.headers_mut();
+    if !headers.contains_key("request-id") {
+        headers.insert(
+            "request-id",
+            HeaderValue::from_str(&context.request_id).expect("uuid"),
+        );
+    }
+    headers.insert(
+        "client-request-id",
+        HeaderValue::from_str(&context.client_request_id).expect("checked header value"),
+    );
+    if let Some(info) = response.extensions().get::<ErrorInfo>().cloned() {
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = crate::error::envelope(
+            &info.code,
+            &info.message,
+            &request_id,
+            &context.client_request_id,
+        );
+        let bytes = serde_json::to_vec(&body).expect("json");
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        *response.body_mut() = Body::from(bytes);
+    }
+    response
+}
+
+/// Errors that axum or tower answer with a bare status: given the envelope here.
+fn error_for_bare_status(response: &Response) -> Option<ApiError> {
+    match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => Some(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "The HTTP method is not allowed on this resource.",
+        )),
+        StatusCode::NOT_FOUND => Some(ApiError::not_found("The resource does not exist.")),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Some(
+            ApiError::gateway_timeout("The request did not complete in time."),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request body is too large.",
+        )),
+        _ => None,
+    }
+}

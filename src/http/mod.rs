@@ -1,0 +1,362 @@
+//! The HTTP edge: routes, middleware, and turning pipeline answers into responses.
+//!
+//! Handlers parse and authenticate (through extractors), hand a `StartRequest` to the start
+//! pipeline, and render its answer; they decide nothing about permissions or Graph.
+
+pub mod context;
+pub mod extract;
+pub mod graph_path;
+pub mod identity;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Authenticator;
+use crate::auth::Caller;
+use crate::auth::authz::Policy;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::graph::{Forwarding, GraphClient};
+use crate::ids::ApiVersion;
+use crate::openapi::BearerScheme;
+use crate::start::{Answer, StartRequest, StartService};
+use context::FromGraph;
+use extract::{JsonBody, StartQuery};
+
+/// Most items in one `POST /start` array.
+pub const MAX_BATCH: usize = 100;
+
+/// Shared state of the service.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Validates callers' tokens.
+    pub auth: Authenticator,
+    /// Decides, forwards and audits starts.
+    pub starts: StartService,
+    /// Caller headers forwarded to Graph (`graph.forward_headers`).
+    pub forward_headers: Vec<HeaderName>,
+}
+
+impl App {
+    pub fn build(config: Config) -> Result<Self, crate::Error> {
+        let http = outbound_client(&config)?;
+        let auth = Authenticator::new(&config, http.clone());
+        let policy = Policy::new(&config.auth, config.graph.on_behalf_of);
+        let starts = StartService::new(
+            GraphClient::new(&config, http),
+            policy,
+            config.guard.preflight,
+        );
+        let forward_headers = config
+            .graph
+            .forward_headers
+            .iter()
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        Ok(Self {
+            config,
+            auth,
+            starts,
+            forward_headers,
+        })
+    }
+}
+
+/// The one HTTP client for Entra and Graph. Redirects are not followed: a bearer token must
+/// only ever go to the configured hosts.
+fn outbound_client(config: &Config) -> Result<reqwest::Client, crate::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("syncjob-facade/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(config.graph.timeout_secs))
+        .build()
+        .map_err(|e| crate::Error::Startup(format!("cannot build the HTTP client: {e}")))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "syncjob-facade", description = "Starts Microsoft Entra provisioning (synchronization) jobs through Microsoft Graph, for callers that present an Entra access token issued for the facade's API."),
+    paths(crate::openapi::start_graph, crate::openapi::start_graph_action, crate::openapi::start_graph_app_id),
+    components(schemas(crate::openapi::GraphError, crate::openapi::PassThru, crate::openapi::IdentityObject, crate::openapi::BatchResponse)),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+/// The routes that axum can route and utoipa documents.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(start_identity))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The OpenAPI document of the service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().split_for_parts().1
+}
+
+/// The whole service. Middleware, outermost first:
+/// 1. request context: ids on every answer and the envelope on every error, so it must see the
+///    responses of all layers below it;
+/// 2. request timeout: bounds the whole request, Graph calls included;
+/// 3. body limit: applied by the extractors that read bodies.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = documented_routes().split_for_parts();
+    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
+    let body_limit = state.config.server.body_limit_bytes;
+    router
+        // The Graph-compatible paths cannot be routed by axum (see graph_path).
+        .route("/{version}/{*rest}", axum::routing::any(start_graph))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(|| async { ApiError::not_found("The resource does not exist.") })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn(context::request_context))
+}
+
+/// `POST /{ver}/servicePrincipals/...`: the Graph-compatible start.
+async fn start_graph(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    caller: Result<Caller, ApiError>,
+    forwarding: Forwarding,
+) -> Result<Response, ApiError> {
+    let Some(path) = graph_path::parse(uri.path()) else {
+        return Err(ApiError::not_found(format!(
+            "Resource not found for the segment '{}'.",
+            uri.path().rsplit('/').next().unwrap_or_default()
+        )));
+    };
+    if method != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let caller = caller?;
+    let query = StartQuery::parse(uri.query(), false)?;
+    let request = StartRequest {
+        version: path.version,
+        service_principal: path.service_principal?,
+        job: path.job?,
+        switches: query.switches,
+        forwarding,
+        route: "graph",
+    };
+    let answer = state.starts.start(&caller, &request).await?;
+    Ok(render(answer))
+}
+
+/// Starts synchronization jobs named by IApplicationsIdentity objects (the cmdlet's `-InputObject`).
+///
+/// One object answers exactly as the Graph-compatible route; an array (at most 100) answers
+/// `200` in Graph's JSON-batching shape, one entry per item in order.
+#[utoipa::path(
+    post,
+    path = "/start",
+    tag = "start",
+    params(
+        ("whatIf" = Option<bool>, Query, description = "Report what would happen; the start is not sent."),
+        ("passThru" = Option<bool>, Query, description = "Answer 200 {\"value\": true} instead of 204."),
+        ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active."),
+        ("apiVersion" = Option<String>, Query, description = "Graph version to forward to: v1.0 (default) or beta."),
+    ),
+    request_body(content = crate::openapi::IdentityObject, description = "An IApplicationsIdentity object, or an array of them", content_type = "application/json"),
+    responses(
+        (status = 204, description = "Started"),
+        (status = 200, description = "passThru, whatIf report, or batch responses", body = crate::openapi::BatchResponse),
+        (status = 400, description = "Bad id, bad body or unknown key", body = crate::openapi::GraphError),
+        (status = 401, description = "No or invalid bearer token", body = crate::openapi::GraphError),
+        (status = 403, description = "Permission missing", body = crate::openapi::GraphError),
+        (status = 409, description = "Job active (preflight)", body = crate::openapi::GraphError),
+        (status = 413, description = "Body too large", body = crate::openapi::GraphError),
+        (status = 415, description = "Body is not JSON", body = crate::openapi::GraphError),
+        (status = 502, description = "Graph unreachable", body = crate::openapi::GraphError),
+        (status = 504, description = "Graph timed out", body = crate::openapi::GraphError),
+    ),
+)]
+async fn start_identity(
+    State(state): State<AppState>,
+    uri: Uri,
+    caller: Caller,
+    forwarding: Forwarding,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let query = StartQuery::parse(uri.query(), true)?;
+    let version = query.api_version.unwrap_or(ApiVersion::V1);
+    let build = |item: &Value| -> Result<StartRequest, ApiError> {
+        let identity = identity::parse(item)?;
+        Ok(StartRequest {
+            version,
+            service_principal: identity.service_principal,
+            job: identity.job,
+            switches: query.switches,
+            forwarding: forwarding.clone(),
+            route: "identity",
+        })
+    };
+    let Value::Array(items) = &body else {
+        let request = build(&body)?;
+        return Ok(render(state.starts.start(&caller, &request).await?));
+    };
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "The array must hold 1 to {MAX_BATCH} IApplicationsIdentity objects; it holds {}.",
+            items.len()
+        )));
+    }
+    let mut responses = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let outcome = match build(item) {
+            Ok(request) => state.starts.start(&caller, &request).await,
+            Err(error) => Err(error),
+        };
+        responses.push(batch_entry(index, outcome, &forwarding.client_request_id));
+    }
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "responses": responses })),
+    )
+        .into_response())
+}
+
+/// Process alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Alive")))]
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Ready: signing keys loaded and the Graph credential can obtain a token.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reasons", body = crate::openapi::GraphError)))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    if !state.auth.keys().is_loaded() {
+        problems.push("signing keys are not loaded".to_owned());
+    }
+    if let Err(error) = state.starts.graph().credential().token().await {
+        problems.push(format!(
+            "the Graph credential cannot obtain a token ({error})"
+        ));
+    }
+    if problems.is_empty() {
+        axum::Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::service_unavailable(format!("Not ready: {}.", problems.join("; ")), 5)
+            .into_response()
+    }
+}
+
+/// A pipeline answer as an HTTP response.
+fn render(answer: Answer) -> Response {
+    let status = answer.status();
+    match answer {
+        Answer::Started {
+            upstream,
+            pass_thru,
+        } => {
+            let mut headers = upstream.headers;
+            headers.remove(header::CONTENT_TYPE);
+            if pass_thru {
+                (status, headers, axum::Json(json!({"value": true}))).into_response()
+            } else {
+                (status, headers).into_response()
+            }
+        }
+        Answer::WhatIf(report) => (status, axum::Json(report)).into_response(),
+        Answer::Upstream(upstream) => {
+            let mut response =
+                (status, upstream.headers, Body::from(upstream.body)).into_response();
+            response.extensions_mut().insert(FromGraph);
+            response
+        }
+    }
+}
+
+/// One entry of a batch answer, in Graph's JSON-batching shape.
+fn batch_entry(index: usize, outcome: Result<Answer, ApiError>, client_request_id: &str) -> Value {
+    let id = index.to_string();
+    match outcome {
+        Err(error) => {
+            let mut headers: serde_json::Map<String, Value> = error
+                .headers
+                .iter()
+                .filter_map(|(n, v)| {
+                    Some((
+                        n.as_str().to_owned(),
+                        Value::String(v.to_str().ok()?.to_owned()),
+                    ))
+                })
+                .collect();
+            headers.insert("Content-Type".into(), "application/json".into());
+            json!({"id": id, "status": error.status.as_u16(), "headers": headers, "body": error.body("", client_request_id)})
+        }
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            match answer {
+                Answer::Started {
+                    upstream,
+                    pass_thru,
+                } => {
+                    let mut entry = json!({"id": id, "status": status, "headers": header_object(&without_content_type(upstream.headers))});
+                    if pass_thru {
+                        entry["body"] = json!({"value": true});
+                    }
+                    entry
+                }
+                Answer::WhatIf(report) => {
+                    json!({"id": id, "status": status, "headers": {"Content-Type": "application/json"}, "body": report})
+                }
+                Answer::Upstream(upstream) => {
+                    let body =
+                        serde_json::from_slice::<Value>(&upstream.body).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&upstream.body).into_owned())
+                        });
+                    json!({"id": id, "status": status, "headers": header_object(&upstream.headers), "body": body})
+                }
+            }
+        }
+    }
+}
+
+fn without_content_type(mut headers: HeaderMap) -> HeaderMap {
+    headers.remove(header::CONTENT_TYPE);
+    headers
+}
+
+fn header_object(headers: &HeaderMap) -> serde_json::Map<String, Value> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                name.as_str().to_owned(),
+                Value::String(value.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,84 @@
+//! Running the service: bind, load the signing keys, serve until asked to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{App, AppState, app};
+
+/// A bound, not yet serving, facade. Tests bind port 0 and read `local_addr`.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Binds `server.listen` and makes a first attempt to load the signing keys, so that a
+    /// server that is up is usually ready too.
+    pub async fn bind(config: Config) -> Result<Self, crate::Error> {
+        let addr = config.listen_addr()?;
+        let state = AppState(Arc::new(App::build(config)?));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| crate::Error::Startup(format!("cannot listen on {addr}: {e}")))?;
+        match tokio::time::timeout(Duration::from_secs(10), state.auth.keys().refresh()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "signing keys not loaded at start-up; retrying in the background")
+            }
+            Err(_) => {
+                tracing::warn!("signing keys not loaded within 10 s; retrying in the background")
+            }
+        }
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let refresher = self.state.auth.keys().spawn_refresher();
+        tracing::info!(addr = %self.local_addr(), "syncjob-facade listening");
+        let result = axum::serve(self.listener, app(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        refresher.abort();
+        result
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
