@@ -77,3 +77,81 @@ pub fn record(event: &Event<'_>) {
         "start decision"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::auth::CallerKind;
+    use crate::ids::ServicePrincipalId;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_decision_is_one_json_line_on_the_audit_target() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let caller = Caller {
+            kind: CallerKind::Delegated,
+            tenant_id: "tid".into(),
+            object_id: "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e".into(),
+            app_id: Some("app".into()),
+            name: Some("Ada Admin".into()),
+            scopes: vec!["Synchronization.ReadWrite.All".into()],
+            roles: vec![],
+            directory_roles: vec![],
+        };
+        let sp = ServicePrincipalId::parse("2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d").unwrap();
+        let job = JobId::parse("salesforce.1").unwrap();
+        let requested = ServicePrincipalRef::Id(sp.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            record(&Event {
+                route: "graph",
+                caller: &caller,
+                target: Target {
+                    version: ApiVersion::V1,
+                    requested: &requested,
+                    service_principal_id: Some(sp.as_str()),
+                    job_id: &job,
+                },
+                decision: Decision::Forwarded,
+                reason: "started",
+                upstream_status: Some(204),
+                upstream_request_id: Some("graph-request-id"),
+                client_request_id: "client-id",
+            });
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["target"], "audit");
+        assert_eq!(line["target.job_id"], "salesforce.1");
+        assert_eq!(
+            line["caller.object_id"],
+            "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"
+        );
+        assert_eq!(line["decision"], "forwarded");
+        assert_eq!(line["upstream.request_id"], "graph-request-id");
+        assert_eq!(line["upstream.status"], 204);
+    }
+}

@@ -12,14 +12,20 @@ fn start() -> String {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
 async fn no_token_is_401_with_a_bare_bearer_challenge() {
     let app = spawn_app().await;
     let response = app.post(&start(), None).await;
-    assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="syncjob-facade""#);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer realm="syncjob-facade""#
+    );
     assert_error(response, 401, "InvalidAuthenticationToken").await;
     assert_eq!(app.emulator.count(Operation::Start), 0);
 }
@@ -28,31 +34,68 @@ async fn no_token_is_401_with_a_bare_bearer_challenge() {
 async fn a_malformed_token_is_401_invalid_token() {
     let app = spawn_app().await;
     let response = app.post(&start(), Some("not-a-jwt")).await;
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.starts_with(r#"Bearer realm="syncjob-facade", error="invalid_token", error_description=""#), "{challenge}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with(
+            r#"Bearer realm="syncjob-facade", error="invalid_token", error_description=""#
+        ),
+        "{challenge}"
+    );
     assert_error(response, 401, "InvalidAuthenticationToken").await;
 }
 
 #[tokio::test]
 async fn expired_not_yet_valid_wrong_audience_and_wrong_issuer_tokens_are_refused() {
     let app = spawn_app().await;
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("expired", Box::new(|c: &mut Value| c["exp"] = json!(now() - 3600))),
-        ("nbf in the future", Box::new(|c: &mut Value| c["nbf"] = json!(now() + 3600))),
-        ("audience", Box::new(|c: &mut Value| c["aud"] = json!("https://graph.microsoft.com"))),
-        ("issuer", Box::new(|c: &mut Value| c["iss"] = json!("https://login.microsoftonline.com/00000000-0000-4000-8000-000000000001/v2.0"))),
-        ("no exp", Box::new(|c: &mut Value| {
-            c.as_object_mut().unwrap().remove("exp");
-        })),
-        ("no nbf", Box::new(|c: &mut Value| {
-            c.as_object_mut().unwrap().remove("nbf");
-        })),
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "expired",
+            Box::new(|c: &mut Value| c["exp"] = json!(now() - 3600)),
+        ),
+        (
+            "nbf in the future",
+            Box::new(|c: &mut Value| c["nbf"] = json!(now() + 3600)),
+        ),
+        (
+            "audience",
+            Box::new(|c: &mut Value| c["aud"] = json!("https://graph.microsoft.com")),
+        ),
+        (
+            "issuer",
+            Box::new(|c: &mut Value| {
+                c["iss"] = json!(
+                    "https://login.microsoftonline.com/00000000-0000-4000-8000-000000000001/v2.0"
+                )
+            }),
+        ),
+        (
+            "no exp",
+            Box::new(|c: &mut Value| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+        (
+            "no nbf",
+            Box::new(|c: &mut Value| {
+                c.as_object_mut().unwrap().remove("nbf");
+            }),
+        ),
     ];
     for (what, edit) in edits {
         let token = app.admin_token_with(|c| edit(c));
         let response = app.post(&start(), Some(&token)).await;
         assert_eq!(response.status(), 401, "{what}");
-        assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"), "{what}");
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token"),
+            "{what}"
+        );
     }
     assert_eq!(app.emulator.count(Operation::Start), 0);
 }
@@ -71,16 +114,28 @@ async fn a_tampered_signature_is_refused() {
     let (head, _) = token.rsplit_once('.').unwrap();
     let other = app.app_token();
     let forged = format!("{head}.{}", other.rsplit('.').next().unwrap());
-    assert_error(app.post(&start(), Some(&forged)).await, 401, "InvalidAuthenticationToken").await;
+    assert_error(
+        app.post(&start(), Some(&forged)).await,
+        401,
+        "InvalidAuthenticationToken",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn alg_none_is_refused() {
     let app = spawn_app().await;
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": app.emulator.current_kid()}).to_string());
+    let header = URL_SAFE_NO_PAD.encode(
+        json!({"alg": "none", "typ": "JWT", "kid": app.emulator.current_kid()}).to_string(),
+    );
     let claims = URL_SAFE_NO_PAD.encode(app.emulator.delegated_claims(ADMIN_OID).to_string());
     for token in [format!("{header}.{claims}."), format!("{header}.{claims}")] {
-        assert_error(app.post(&start(), Some(&token)).await, 401, "InvalidAuthenticationToken").await;
+        assert_error(
+            app.post(&start(), Some(&token)).await,
+            401,
+            "InvalidAuthenticationToken",
+        )
+        .await;
     }
     assert_eq!(app.emulator.count(Operation::Start), 0);
 }
@@ -89,21 +144,40 @@ async fn alg_none_is_refused() {
 async fn an_hs256_token_signed_with_the_public_key_is_refused() {
     use hmac::{Hmac, Mac};
     let app = spawn_app().await;
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "typ": "JWT", "kid": app.emulator.current_kid()}).to_string());
+    let header = URL_SAFE_NO_PAD.encode(
+        json!({"alg": "HS256", "typ": "JWT", "kid": app.emulator.current_kid()}).to_string(),
+    );
     let claims = URL_SAFE_NO_PAD.encode(app.emulator.delegated_claims(ADMIN_OID).to_string());
     let signing_input = format!("{header}.{claims}");
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app.emulator.public_key_pem().as_bytes()).unwrap();
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(app.emulator.public_key_pem().as_bytes()).unwrap();
     mac.update(signing_input.as_bytes());
-    let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
-    assert_error(app.post(&start(), Some(&token)).await, 401, "InvalidAuthenticationToken").await;
+    let token = format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    );
+    assert_error(
+        app.post(&start(), Some(&token)).await,
+        401,
+        "InvalidAuthenticationToken",
+    )
+    .await;
     assert_eq!(app.emulator.count(Operation::Start), 0);
 }
 
 #[tokio::test]
 async fn an_rs256_header_on_a_token_signed_for_another_alg_is_refused() {
     let app = spawn_app().await;
-    let token = app.emulator.mint_with_header(&json!({"alg": "RS512", "typ": "JWT", "kid": app.emulator.current_kid()}), &app.emulator.delegated_claims(ADMIN_OID));
-    assert_error(app.post(&start(), Some(&token)).await, 401, "InvalidAuthenticationToken").await;
+    let token = app.emulator.mint_with_header(
+        &json!({"alg": "RS512", "typ": "JWT", "kid": app.emulator.current_kid()}),
+        &app.emulator.delegated_claims(ADMIN_OID),
+    );
+    assert_error(
+        app.post(&start(), Some(&token)).await,
+        401,
+        "InvalidAuthenticationToken",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -123,32 +197,65 @@ async fn a_flood_of_unknown_kids_fetches_the_key_set_a_bounded_number_of_times()
     let claims = app.emulator.delegated_claims(ADMIN_OID);
     let mut tasks = Vec::new();
     for i in 0..50 {
-        let token = app.emulator.mint_with_header(&json!({"alg": "RS256", "typ": "JWT", "kid": format!("unknown-{i}")}), &claims);
+        let token = app.emulator.mint_with_header(
+            &json!({"alg": "RS256", "typ": "JWT", "kid": format!("unknown-{i}")}),
+            &claims,
+        );
         let http = app.http.clone();
         let url = format!("{}{}", app.base, start());
-        tasks.push(tokio::spawn(async move { http.post(url).bearer_auth(token).send().await.unwrap().status().as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), 401);
     }
-    assert!(app.emulator.count(Operation::Jwks) <= fetched + 1, "at most one refetch: {} after {fetched}", app.emulator.count(Operation::Jwks));
+    assert!(
+        app.emulator.count(Operation::Jwks) <= fetched + 1,
+        "at most one refetch: {} after {fetched}",
+        app.emulator.count(Operation::Jwks)
+    );
     // Known keys keep working during the flood's cool-down.
-    assert_eq!(app.post(&start(), Some(&app.admin_token())).await.status(), 204);
+    assert_eq!(
+        app.post(&start(), Some(&app.admin_token())).await.status(),
+        204
+    );
 }
 
 #[tokio::test]
 async fn a_personal_microsoft_account_is_403() {
     let app = spawn_app().await;
     let token = app.admin_token_with(|c| c["tid"] = json!("9188040d-6c67-4c5b-b112-36a304b66dad"));
-    let body = assert_error(app.post(&start(), Some(&token)).await, 403, "Authorization_RequestDenied").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("Personal Microsoft accounts"));
+    let body = assert_error(
+        app.post(&start(), Some(&token)).await,
+        403,
+        "Authorization_RequestDenied",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Personal Microsoft accounts")
+    );
 }
 
 #[tokio::test]
 async fn a_tenant_outside_the_allow_list_is_refused() {
     let app = spawn_app().await;
     let token = app.admin_token_with(|c| c["tid"] = json!("00000000-0000-4000-8000-000000000009"));
-    assert_error(app.post(&start(), Some(&token)).await, 401, "InvalidAuthenticationToken").await;
+    assert_error(
+        app.post(&start(), Some(&token)).await,
+        401,
+        "InvalidAuthenticationToken",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -156,22 +263,41 @@ async fn a_delegated_token_without_the_scope_is_403_insufficient_scope() {
     let app = spawn_app().await;
     let token = app.admin_token_with(|c| c["scp"] = json!("User.Read Directory.Read.All"));
     let response = app.post(&start(), Some(&token)).await;
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains(r#"error="insufficient_scope""#) && challenge.contains(r#"scope="Synchronization.ReadWrite.All""#), "{challenge}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#)
+            && challenge.contains(r#"scope="Synchronization.ReadWrite.All""#),
+        "{challenge}"
+    );
     let body = assert_error(response, 403, "Authorization_RequestDenied").await;
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("Synchronization.ReadWrite.All") && message.contains("User.Read"), "{message}");
+    assert!(
+        message.contains("Synchronization.ReadWrite.All") && message.contains("User.Read"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn a_delegated_caller_without_a_directory_role_is_403_unless_the_check_is_off() {
     let app = spawn_app().await;
-    let reader = app.emulator.mint(&app.emulator.delegated_claims(READER_OID));
-    assert_error(app.post(&start(), Some(&reader)).await, 403, "Authorization_RequestDenied").await;
+    let reader = app
+        .emulator
+        .mint(&app.emulator.delegated_claims(READER_OID));
+    assert_error(
+        app.post(&start(), Some(&reader)).await,
+        403,
+        "Authorization_RequestDenied",
+    )
+    .await;
     assert_eq!(app.emulator.count(Operation::Start), 0);
 
     let relaxed = spawn_app_with(|c| c.auth.require_directory_role = false).await;
-    let reader = relaxed.emulator.mint(&relaxed.emulator.delegated_claims(READER_OID));
+    let reader = relaxed
+        .emulator
+        .mint(&relaxed.emulator.delegated_claims(READER_OID));
     assert_eq!(relaxed.post(&start(), Some(&reader)).await.status(), 204);
 }
 
@@ -181,7 +307,12 @@ async fn an_application_without_a_role_is_403() {
     let mut claims = app.emulator.app_claims(PORTAL_CLIENT_ID);
     claims["roles"] = json!(["User.Read.All"]);
     let response = app.post(&start(), Some(&app.emulator.mint(&claims))).await;
-    assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("Application.ReadWrite.OwnedBy"));
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("Application.ReadWrite.OwnedBy")
+    );
     assert_error(response, 403, "Authorization_RequestDenied").await;
 }
 
@@ -189,9 +320,32 @@ async fn an_application_without_a_role_is_403() {
 async fn an_owned_by_application_starts_only_jobs_of_service_principals_it_owns() {
     let app = spawn_app().await;
     let token = app.owned_by_token();
-    assert_eq!(app.post(&start(), Some(&token)).await.status(), 204, "owner of Salesforce");
-    let body = assert_error(app.post(&TestApp::start_path(SERVICENOW_SP, SERVICENOW_JOB), Some(&token)).await, 403, "Authorization_RequestDenied").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("not an owner"));
+    assert_eq!(
+        app.post(&start(), Some(&token)).await.status(),
+        204,
+        "owner of Salesforce"
+    );
+    let body = assert_error(
+        app.post(
+            &TestApp::start_path(SERVICENOW_SP, SERVICENOW_JOB),
+            Some(&token),
+        )
+        .await,
+        403,
+        "Authorization_RequestDenied",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an owner")
+    );
     assert_eq!(app.emulator.count(Operation::Start), 1);
-    assert_eq!(app.emulator.job_status(SERVICENOW_SP, SERVICENOW_JOB).as_deref(), Some("Quarantine"));
+    assert_eq!(
+        app.emulator
+            .job_status(SERVICENOW_SP, SERVICENOW_JOB)
+            .as_deref(),
+        Some("Quarantine")
+    );
 }

@@ -11,10 +11,12 @@ use syncjob_facade::server::Server;
 pub const SALESFORCE_SP: &str = "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
 pub const SALESFORCE_APP_ID: &str = "7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6";
 /// Paused in the seed.
-pub const SALESFORCE_JOB: &str = "salesforce.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
+pub const SALESFORCE_JOB: &str =
+    "salesforce.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
 pub const SERVICENOW_SP: &str = "4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
 /// Quarantined in the seed.
-pub const SERVICENOW_JOB: &str = "ServiceNowOutDelta.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+pub const SERVICENOW_JOB: &str =
+    "ServiceNowOutDelta.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
 /// Active in the seed.
 pub const SERVICENOW_ACTIVE_JOB: &str = "ServiceNowRunning.1";
 pub const ADMIN_OID: &str = "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e";
@@ -35,7 +37,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts an emulator and a facade configured for it, then `customize`d.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
-    let emulator = Emulator::spawn(Seed::default_seed(), SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("emulator");
+    let emulator = Emulator::spawn(
+        Seed::default_seed(),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await
+    .expect("emulator");
     let mut config = config_for_emulator(&emulator, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     customize(&mut config);
     config.validate().expect("test configuration is valid");
@@ -43,21 +50,31 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     let base = format!("http://{}", server.local_addr());
     tokio::spawn(server.run(std::future::pending()));
     // Loopback only; no proxy from the environment may intercept test traffic.
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    TestApp { emulator, base, http }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    TestApp {
+        emulator,
+        base,
+        http,
+    }
 }
 
 impl TestApp {
     pub fn admin_token(&self) -> String {
-        self.emulator.mint(&self.emulator.delegated_claims(ADMIN_OID))
+        self.emulator
+            .mint(&self.emulator.delegated_claims(ADMIN_OID))
     }
 
     pub fn app_token(&self) -> String {
-        self.emulator.mint(&self.emulator.app_claims(PORTAL_CLIENT_ID))
+        self.emulator
+            .mint(&self.emulator.app_claims(PORTAL_CLIENT_ID))
     }
 
     pub fn owned_by_token(&self) -> String {
-        self.emulator.mint(&self.emulator.app_claims(OWNED_BY_CLIENT_ID))
+        self.emulator
+            .mint(&self.emulator.app_claims(OWNED_BY_CLIENT_ID))
     }
 
     /// Admin claims with `edit` applied, signed.
@@ -80,7 +97,13 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body).send().await.expect("facade answers")
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("facade answers")
     }
 
     /// Sends a request line exactly as given (no client-side path normalisation), over a raw
@@ -89,16 +112,24 @@ impl TestApp {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.base.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.expect("read");
         let text = String::from_utf8_lossy(&answer);
-        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
         let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
         // The body may be chunked; the JSON object sits between the first '{' and the last '}'.
         let json = match (body.find('{'), body.rfind('}')) {
-            (Some(start), Some(end)) => serde_json::from_str(&body[start..=end]).unwrap_or(Value::Null),
+            (Some(start), Some(end)) => {
+                serde_json::from_str(&body[start..=end]).unwrap_or(Value::Null)
+            }
             _ => Value::Null,
         };
         (status, json)
@@ -108,11 +139,24 @@ impl TestApp {
 /// Asserts Graph's error envelope with `code`, and returns the body.
 pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");
-    assert!(response.headers().contains_key("request-id"), "request-id header");
+    assert!(
+        response.headers().contains_key("request-id"),
+        "request-id header"
+    );
     let body: Value = response.json().await.expect("JSON error body");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(body["error"]["innerError"]["date"].is_string(), "{body}");
-    assert!(body["error"]["innerError"]["request-id"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["innerError"]["request-id"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body
 }

@@ -1,0 +1,967 @@
+//! The Graph + Entra emulator over real loopback HTTP: tokens and keys, the job API, Graph's
+//! envelope and headers, fault injection and the control API.
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+use syncjob_facade::emulator::{Emulator, FACADE_AUDIENCE, Fault, GRAPH_AUDIENCE, Operation, Seed};
+
+const FACADE_APP: &str = "5d1c6b8a-3f2e-4c7d-9a10-7e6f5d4c3b2a";
+const FACADE_SECRET: &str = "emulator-facade-secret";
+const PORTAL_APP: &str = "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f";
+const HR_APP: &str = "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c";
+const HR_SECRET: &str = "emulator-hr-secret";
+const HR_OBJECT_ID: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
+const ADA: &str = "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e";
+const SALESFORCE_SP: &str = "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
+const SALESFORCE_APP_ID: &str = "7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6";
+const SALESFORCE_JOB: &str =
+    "salesforce.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
+const SERVICENOW_SP: &str = "4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+const SERVICENOW_JOB: &str =
+    "ServiceNowOutDelta.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+const AD2AAD_SP: &str = "6c5d4e3f-2a1b-4c0d-9e8f-7a6b5c4d3e2f";
+const NOT_CONFIGURED_JOB: &str = "AD2AADPasswordHash.fd1c9b9e8077402c8bc03a7186c8f976";
+
+async fn emulator() -> Emulator {
+    Emulator::spawn(Seed::default_seed(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("emulator starts")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn token_response(
+    emu: &Emulator,
+    client_id: &str,
+    secret: &str,
+    scope: &str,
+) -> reqwest::Response {
+    http()
+        .post(emu.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn graph_token(emu: &Emulator, client_id: &str, secret: &str) -> String {
+    let response = token_response(
+        emu,
+        client_id,
+        secret,
+        "https://graph.microsoft.com/.default",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+fn job_url(emu: &Emulator, sp: &str, job: &str) -> String {
+    format!(
+        "{}/v1.0/servicePrincipals/{sp}/synchronization/jobs/{job}",
+        emu.base_url()
+    )
+}
+
+async fn start(emu: &Emulator, token: Option<&str>, sp: &str, job: &str) -> reqwest::Response {
+    let mut request = http().post(format!("{}/start", job_url(emu, sp, job)));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn jwks(emu: &Emulator) -> Value {
+    http()
+        .get(emu.jwks_url())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Validates as a relying party would: the key chosen by kid from the served JWKS, RS256 only.
+fn validate(token: &str, jwks: &Value, audience: &str, issuer: &str) -> Value {
+    let kid = jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("token has a kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .expect("kid is published");
+    assert_eq!(jwk["kty"], "RSA");
+    assert_eq!(jwk["alg"], "RS256");
+    let key =
+        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
+            .unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .expect("token validates")
+        .claims
+}
+
+async fn error_body(response: reqwest::Response) -> Value {
+    assert_eq!(response.headers()["content-type"], "application/json");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_token_endpoint_issues_a_graph_token_that_validates_against_the_served_jwks() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let issuer = format!("https://sts.windows.net/{}/", emu.tenant_id());
+    let claims = validate(&token, &jwks(&emu).await, GRAPH_AUDIENCE, &issuer);
+    assert_eq!(claims["aud"], GRAPH_AUDIENCE);
+    assert_eq!(claims["tid"], emu.tenant_id());
+    assert_eq!(claims["appid"], FACADE_APP);
+    assert_eq!(claims["azp"], FACADE_APP);
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(claims["sub"], claims["oid"]);
+    assert!(
+        uuid::Uuid::parse_str(claims["oid"].as_str().unwrap()).is_ok(),
+        "a derived oid is a GUID"
+    );
+    assert_eq!(
+        claims["roles"],
+        json!(["Synchronization.ReadWrite.All", "Application.Read.All"])
+    );
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
+    assert_eq!(exp - iat, 3600);
+    assert_eq!(emu.count(Operation::Token), 1);
+    assert_eq!(emu.calls()[0].token_app_id.as_deref(), Some(FACADE_APP));
+}
+
+#[tokio::test]
+async fn the_token_endpoint_answers_with_the_documented_shape_and_accepts_basic_client_auth() {
+    let emu = emulator().await;
+    let response = http()
+        .post(emu.token_url())
+        .basic_auth(HR_APP, Some(HR_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3599);
+    assert_eq!(body["ext_expires_in"], 3599);
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        GRAPH_AUDIENCE,
+        &format!("https://sts.windows.net/{}/", emu.tenant_id()),
+    );
+    assert_eq!(claims["oid"], HR_OBJECT_ID);
+}
+
+#[tokio::test]
+async fn a_bad_client_secret_is_rejected_with_invalid_client() {
+    let emu = emulator().await;
+    let response = token_response(
+        &emu,
+        FACADE_APP,
+        "wrong",
+        "https://graph.microsoft.com/.default",
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"], json!([7000215]));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS7000215: Invalid client secret provided.")
+    );
+    assert!(uuid::Uuid::parse_str(body["trace_id"].as_str().unwrap()).is_ok());
+    assert!(uuid::Uuid::parse_str(body["correlation_id"].as_str().unwrap()).is_ok());
+}
+
+#[tokio::test]
+async fn malformed_token_requests_get_entra_errors() {
+    let emu = emulator().await;
+    let unknown_client = token_response(
+        &emu,
+        "11111111-1111-4111-8111-111111111111",
+        "x",
+        "https://graph.microsoft.com/.default",
+    )
+    .await;
+    assert_eq!(unknown_client.status(), 400);
+    assert_eq!(
+        unknown_client.json::<Value>().await.unwrap()["error"],
+        "unauthorized_client"
+    );
+    let bad_scope = token_response(
+        &emu,
+        FACADE_APP,
+        FACADE_SECRET,
+        "https://graph.microsoft.com/User.Read",
+    )
+    .await;
+    assert_eq!(bad_scope.status(), 400);
+    assert_eq!(
+        bad_scope.json::<Value>().await.unwrap()["error"],
+        "invalid_scope"
+    );
+    let grant = http()
+        .post(emu.token_url())
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), 400);
+    assert_eq!(
+        grant.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+    let nothing = http()
+        .post(emu.token_url())
+        .form(&[("scope", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        nothing.json::<Value>().await.unwrap()["error_codes"],
+        json!([900144])
+    );
+}
+
+#[tokio::test]
+async fn discovery_points_at_the_emulators_own_endpoints() {
+    let emu = emulator().await;
+    let config: Value = http()
+        .get(emu.openid_config_url())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["issuer"], emu.issuer());
+    assert_eq!(config["jwks_uri"], emu.jwks_url());
+    assert_eq!(config["token_endpoint"], emu.token_url());
+    assert_eq!(
+        config["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+    let common: Value = http()
+        .get(format!("{}/common/discovery/v2.0/keys", emu.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kids(&common), vec![emu.current_kid()]);
+    assert_eq!(emu.count(Operation::Discovery), 1);
+    assert_eq!(emu.count(Operation::Jwks), 1);
+}
+
+#[tokio::test]
+async fn starting_the_paused_seed_job_makes_it_active_and_is_recorded() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Paused")
+    );
+    let response = http()
+        .post(format!(
+            "{}/start",
+            job_url(&emu, SALESFORCE_SP, SALESFORCE_JOB)
+        ))
+        .bearer_auth(&token)
+        .header("client-request-id", "7d0c0a3e-0000-4000-8000-000000000001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        response.headers()["client-request-id"],
+        "7d0c0a3e-0000-4000-8000-000000000001"
+    );
+    assert!(response.headers().contains_key("request-id"));
+    assert!(response.headers().contains_key("x-ms-ags-diagnostic"));
+    assert!(response.headers().contains_key("date"));
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Active")
+    );
+    assert_eq!(emu.count(Operation::Start), 1);
+    let call = emu
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == Operation::Start)
+        .unwrap();
+    assert_eq!(call.token_app_id.as_deref(), Some(FACADE_APP));
+    assert_eq!(call.token_idtyp.as_deref(), Some("app"));
+    assert_eq!(call.method, "POST");
+    assert_eq!(call.status, 204);
+    assert_eq!(
+        call.client_request_id.as_deref(),
+        Some("7d0c0a3e-0000-4000-8000-000000000001")
+    );
+    assert!(call.headers.iter().all(|(name, _)| name != "authorization"));
+}
+
+#[tokio::test]
+async fn the_powershell_action_name_and_mixed_case_segments_start_the_job_too() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let url = format!(
+        "{}/beta/SERVICEPRINCIPALS/{SERVICENOW_SP}/Synchronization/Jobs/{SERVICENOW_JOB}/microsoft.graph.start",
+        emu.base_url()
+    );
+    let response = http().post(url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        emu.job_status(SERVICENOW_SP, SERVICENOW_JOB).as_deref(),
+        Some("Active")
+    );
+}
+
+#[tokio::test]
+async fn pausing_a_job_makes_it_paused_and_get_job_reports_graphs_shape() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let quarantined: Value = http()
+        .get(job_url(&emu, SERVICENOW_SP, SERVICENOW_JOB))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quarantined["id"], SERVICENOW_JOB);
+    assert_eq!(quarantined["templateId"], "ServiceNowOutDelta");
+    assert_eq!(quarantined["status"]["code"], "Quarantine");
+    assert!(quarantined["status"]["quarantine"].is_object());
+    assert_eq!(
+        quarantined["status"]["steadyStateFirstAchievedTime"],
+        "0001-01-01T00:00:00Z"
+    );
+    assert_eq!(quarantined["schedule"]["interval"], "PT40M");
+    let paused = http()
+        .post(format!(
+            "{}/pause",
+            job_url(&emu, SERVICENOW_SP, SERVICENOW_JOB)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paused.status(), 204);
+    let job: Value = http()
+        .get(job_url(&emu, SERVICENOW_SP, SERVICENOW_JOB))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"]["code"], "Paused");
+    assert!(job["status"]["quarantine"].is_null());
+    assert_eq!(emu.count(Operation::Pause), 1);
+    assert_eq!(emu.count(Operation::GetJob), 2);
+}
+
+#[tokio::test]
+async fn starting_a_not_configured_job_is_a_bad_request() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let response = start(&emu, Some(&token), AD2AAD_SP, NOT_CONFIGURED_JOB).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(error_body(response).await["error"]["code"], "BadRequest");
+    assert_eq!(
+        emu.job_status(AD2AAD_SP, NOT_CONFIGURED_JOB).as_deref(),
+        Some("NotConfigured")
+    );
+}
+
+#[tokio::test]
+async fn a_start_without_a_token_gets_the_graph_401_envelope() {
+    let emu = emulator().await;
+    let response = http()
+        .post(format!(
+            "{}/start",
+            job_url(&emu, SALESFORCE_SP, SALESFORCE_JOB)
+        ))
+        .header("client-request-id", "caller-chosen-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let request_id = response.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = error_body(response).await;
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(body["error"]["message"], "Access token is empty.");
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        request_id.as_str()
+    );
+    assert_eq!(
+        body["error"]["innerError"]["client-request-id"],
+        "caller-chosen-id"
+    );
+    assert_eq!(
+        body["error"]["innerError"]["date"].as_str().unwrap().len(),
+        "2026-12-01T21:30:00".len()
+    );
+    assert_eq!(emu.count(Operation::Start), 1, "rejected calls are counted");
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Paused")
+    );
+}
+
+#[tokio::test]
+async fn graph_refuses_a_token_for_another_audience_and_a_token_it_did_not_sign() {
+    let emu = emulator().await;
+    let facade_token = emu.mint(&emu.app_claims(PORTAL_APP));
+    let response = start(&emu, Some(&facade_token), SALESFORCE_SP, SALESFORCE_JOB).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        error_body(response).await["error"]["message"],
+        "Access token validation failure. Invalid audience."
+    );
+
+    let graph = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let (signed, _) = graph.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.AAAA");
+    let response = start(&emu, Some(&forged), SALESFORCE_SP, SALESFORCE_JOB).await;
+    assert_eq!(response.status(), 401);
+
+    let mut expired = emu.app_claims(FACADE_APP);
+    expired["aud"] = json!(GRAPH_AUDIENCE);
+    expired["exp"] = json!(1_000_000);
+    let response = start(
+        &emu,
+        Some(&emu.mint(&expired)),
+        SALESFORCE_SP,
+        SALESFORCE_JOB,
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Paused")
+    );
+}
+
+#[tokio::test]
+async fn an_owned_by_app_may_start_jobs_only_on_service_principals_it_owns() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, HR_APP, HR_SECRET).await;
+    let denied = start(&emu, Some(&token), SERVICENOW_SP, SERVICENOW_JOB).await;
+    assert_eq!(denied.status(), 403);
+    let body = error_body(denied).await;
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    assert_eq!(
+        body["error"]["message"],
+        "Insufficient privileges to complete the operation."
+    );
+    assert_eq!(
+        emu.job_status(SERVICENOW_SP, SERVICENOW_JOB).as_deref(),
+        Some("Quarantine")
+    );
+
+    let owned = start(&emu, Some(&token), SALESFORCE_SP, SALESFORCE_JOB).await;
+    assert_eq!(owned.status(), 204);
+}
+
+#[tokio::test]
+async fn a_throttling_fault_answers_429_with_retry_after_and_the_envelope() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    emu.inject(Fault {
+        operation: Some(Operation::Start),
+        status: Some(429),
+        retry_after: Some("1.5".into()),
+        ..Fault::default()
+    });
+    let response = start(&emu, Some(&token), SALESFORCE_SP, SALESFORCE_JOB).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1.5");
+    assert!(response.headers().contains_key("request-id"));
+    assert_eq!(
+        error_body(response).await["error"]["code"],
+        "TooManyRequests"
+    );
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Paused"),
+        "a faulted start changes nothing"
+    );
+
+    let retried = start(&emu, Some(&token), SALESFORCE_SP, SALESFORCE_JOB).await;
+    assert_eq!(retried.status(), 204, "the fault applied once");
+    assert_eq!(emu.count(Operation::Start), 2);
+    let statuses: Vec<u16> = emu
+        .calls()
+        .iter()
+        .filter(|c| c.operation == Operation::Start)
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, vec![429, 204]);
+}
+
+#[tokio::test]
+async fn a_fault_for_several_times_on_any_operation_leaves_the_job_status_unchanged() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    emu.inject(Fault {
+        status: Some(503),
+        times: Some(2),
+        ..Fault::default()
+    });
+    for _ in 0..2 {
+        let response = start(&emu, Some(&token), SALESFORCE_SP, SALESFORCE_JOB).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            error_body(response).await["error"]["code"],
+            "ServiceUnavailable"
+        );
+    }
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Paused")
+    );
+    assert_eq!(
+        start(&emu, Some(&token), SALESFORCE_SP, SALESFORCE_JOB)
+            .await
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn a_drop_connection_fault_gives_the_client_a_connection_error_not_a_response() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    emu.inject(Fault {
+        operation: Some(Operation::Start),
+        drop_connection: true,
+        ..Fault::default()
+    });
+    let client = http();
+    let outcome = client
+        .post(format!(
+            "{}/start",
+            job_url(&emu, SALESFORCE_SP, SALESFORCE_JOB)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await;
+    let error = outcome.expect_err("the connection is dropped without an answer");
+    assert!(!error.is_status() && !error.is_timeout(), "{error:?}");
+    assert_eq!(emu.count(Operation::Start), 1);
+    assert_eq!(emu.calls().last().unwrap().status, 0);
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Paused")
+    );
+
+    let next = client
+        .post(format!(
+            "{}/start",
+            job_url(&emu, SALESFORCE_SP, SALESFORCE_JOB)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 204, "only the faulted connection is cut");
+}
+
+#[tokio::test]
+async fn a_delay_fault_slows_the_answer_and_counts_the_call_on_arrival() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    emu.inject(Fault {
+        operation: Some(Operation::Start),
+        delay_ms: Some(2_000),
+        ..Fault::default()
+    });
+    let begun = Instant::now();
+    let outcome = http()
+        .post(format!(
+            "{}/start",
+            job_url(&emu, SALESFORCE_SP, SALESFORCE_JOB)
+        ))
+        .bearer_auth(&token)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(outcome.unwrap_err().is_timeout());
+    assert_eq!(
+        emu.count(Operation::Start),
+        1,
+        "a call the client gave up on was still received"
+    );
+
+    emu.inject(Fault {
+        operation: Some(Operation::Start),
+        delay_ms: Some(300),
+        ..Fault::default()
+    });
+    let begun_again = Instant::now();
+    let response = start(&emu, Some(&token), SALESFORCE_SP, SALESFORCE_JOB).await;
+    assert!(begun_again.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        response.status(),
+        204,
+        "after the delay the answer is normal"
+    );
+    assert!(begun.elapsed() >= Duration::from_millis(600));
+}
+
+#[tokio::test]
+async fn the_app_id_alternate_key_resolves_the_service_principal() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    for path in [
+        format!("/v1.0/servicePrincipals(appId='{SALESFORCE_APP_ID}')?$select=id"),
+        format!("/v1.0/serviceprincipals(appId=%27{SALESFORCE_APP_ID}%27)"),
+    ] {
+        let response = http()
+            .get(format!("{}{path}", emu.base_url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["id"], SALESFORCE_SP);
+        assert_eq!(body["appId"], SALESFORCE_APP_ID);
+        assert_eq!(body["displayName"], "Salesforce");
+        assert!(
+            body["@odata.context"]
+                .as_str()
+                .unwrap()
+                .contains("$metadata#servicePrincipals")
+        );
+    }
+    assert_eq!(emu.count(Operation::ResolveAppId), 2);
+    let unknown = http()
+        .get(format!(
+            "{}/v1.0/servicePrincipals(appId='00000000-0000-4000-8000-000000000000')",
+            emu.base_url()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn owners_lists_the_owning_service_principal() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let response = http()
+        .get(format!(
+            "{}/v1.0/servicePrincipals/{SALESFORCE_SP}/owners",
+            emu.base_url()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["@odata.context"].is_string());
+    let owners = body["value"].as_array().unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        owners[0]["@odata.type"],
+        "#microsoft.graph.servicePrincipal"
+    );
+    assert_eq!(owners[0]["id"], HR_OBJECT_ID);
+    assert_eq!(emu.count(Operation::Owners), 1);
+}
+
+#[tokio::test]
+async fn rotating_keys_publishes_the_new_kid_and_keeps_the_old_one_unless_retired() {
+    let emu = emulator().await;
+    let first = emu.current_kid();
+    let second = emu.rotate_keys(false);
+    assert_ne!(first, second);
+    assert_eq!(emu.current_kid(), second);
+    assert_eq!(kids(&jwks(&emu).await), vec![first.clone(), second.clone()]);
+    let token = emu.mint(&emu.app_claims(PORTAL_APP));
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(),
+        Some(second.as_str())
+    );
+    validate(&token, &jwks(&emu).await, FACADE_AUDIENCE, &emu.issuer());
+
+    let third = emu.rotate_keys(true);
+    assert_eq!(kids(&jwks(&emu).await), vec![third]);
+}
+
+#[tokio::test]
+async fn minted_caller_tokens_validate_and_carry_the_documented_claims() {
+    let emu = emulator().await;
+    let delegated = emu.delegated_claims(ADA);
+    let claims = validate(
+        &emu.mint(&delegated),
+        &jwks(&emu).await,
+        FACADE_AUDIENCE,
+        &emu.issuer(),
+    );
+    assert_eq!(claims, delegated, "claims are signed exactly as given");
+    assert_eq!(claims["oid"], ADA);
+    assert_eq!(claims["tid"], emu.tenant_id());
+    assert_eq!(claims["name"], "Ada Admin");
+    assert_eq!(claims["preferred_username"], "ada@contoso.example");
+    assert_eq!(claims["scp"], "Synchronization.ReadWrite.All");
+    assert_eq!(
+        claims["wids"],
+        json!(["9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"])
+    );
+    assert_eq!(claims["azp"], PORTAL_APP);
+    assert_eq!(claims["appid"], PORTAL_APP);
+    assert_eq!(claims["idtyp"], "user");
+    assert_eq!(claims["ver"], "2.0");
+
+    let app = emu.app_claims(HR_APP);
+    assert_eq!(app["oid"], HR_OBJECT_ID);
+    assert_eq!(app["roles"], json!(["Application.ReadWrite.OwnedBy"]));
+    assert_eq!(app["idtyp"], "app");
+
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": emu.current_kid()});
+    let crafted = emu.mint_with_header(&header, &app);
+    assert_eq!(
+        jsonwebtoken::decode_header(&crafted).unwrap().alg,
+        Algorithm::HS256
+    );
+    assert!(
+        emu.public_key_pem()
+            .starts_with("-----BEGIN PUBLIC KEY-----\n")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_service_principal_gets_a_404_envelope_with_a_request_id() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let missing = "00000000-0000-4000-8000-0000000000aa";
+    let response = start(&emu, Some(&token), missing, SALESFORCE_JOB).await;
+    assert_eq!(response.status(), 404);
+    let request_id = response.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&request_id).is_ok());
+    let body = error_body(response).await;
+    assert_eq!(body["error"]["code"], "Request_ResourceNotFound");
+    assert_eq!(
+        body["error"]["message"],
+        format!(
+            "Resource '{missing}' does not exist or one of its queried reference-property objects are not present."
+        )
+    );
+    assert_eq!(
+        body["error"]["innerError"]["request-id"],
+        request_id.as_str()
+    );
+
+    let unknown_job = start(&emu, Some(&token), SALESFORCE_SP, "NoSuchJob.1").await;
+    assert_eq!(unknown_job.status(), 404);
+}
+
+#[tokio::test]
+async fn unknown_segments_and_wrong_methods_get_graph_errors() {
+    let emu = emulator().await;
+    let segment = http()
+        .get(format!(
+            "{}/v1.0/servicePrincipals/{SALESFORCE_SP}/frobnicate",
+            emu.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(segment.status(), 400);
+    assert_eq!(
+        error_body(segment).await["error"]["message"],
+        "Resource not found for the segment 'frobnicate'."
+    );
+    let method = http()
+        .get(format!(
+            "{}/start",
+            job_url(&emu, SALESFORCE_SP, SALESFORCE_JOB)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(method.status(), 405);
+    assert_eq!(method.headers()["allow"], "POST");
+    assert_eq!(emu.count(Operation::Start), 0);
+}
+
+#[tokio::test]
+async fn the_control_api_drives_faults_calls_tokens_keys_and_jobs() {
+    let emu = emulator().await;
+    let control = |path: &str| format!("{}/_emulator{path}", emu.base_url());
+    let fault = json!({"operation": "token", "status": 503, "retryAfter": "2"});
+    assert_eq!(
+        http()
+            .post(control("/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let throttled = token_response(
+        &emu,
+        FACADE_APP,
+        FACADE_SECRET,
+        "https://graph.microsoft.com/.default",
+    )
+    .await;
+    assert_eq!(throttled.status(), 503);
+    assert_eq!(throttled.headers()["retry-after"], "2");
+
+    let calls: Value = http()
+        .get(control("/calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls["counts"]["token"], 1);
+    assert_eq!(calls["counts"]["start"], 0);
+    assert_eq!(calls["calls"][0]["operation"], "token");
+    assert_eq!(calls["calls"][0]["status"], 503);
+    assert_eq!(
+        http()
+            .delete(control("/calls"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(emu.count(Operation::Token), 0);
+
+    let order = json!({"kind": "delegated", "userObjectId": ADA, "claims": {"scp": "User.Read"}});
+    let minted: Value = http()
+        .post(control("/tokens"))
+        .json(&order)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = validate(
+        minted["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        FACADE_AUDIENCE,
+        &emu.issuer(),
+    );
+    assert_eq!(claims["scp"], "User.Read");
+    let app_order = json!({"kind": "app", "clientId": HR_APP});
+    let minted: Value = http()
+        .post(control("/tokens"))
+        .json(&app_order)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(minted["access_token"].is_string());
+
+    let rotated: Value = http()
+        .post(control("/keys/rotate?retireOld=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rotated["kid"], emu.current_kid().as_str());
+
+    let job_path = control(&format!("/jobs/{SALESFORCE_SP}/{SALESFORCE_JOB}"));
+    let set = http()
+        .put(&job_path)
+        .json(&json!({"status": "Quarantine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let read: Value = http()
+        .get(&job_path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "Quarantine");
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Quarantine")
+    );
+}
+
+#[tokio::test]
+async fn after_shutdown_the_emulator_is_unreachable() {
+    let emu = emulator().await;
+    assert_eq!(
+        http().get(emu.jwks_url()).send().await.unwrap().status(),
+        200
+    );
+    emu.shutdown().await;
+    let error = http()
+        .get(emu.jwks_url())
+        .send()
+        .await
+        .expect_err("nothing listens any more");
+    assert!(error.is_connect(), "{error:?}");
+}
