@@ -143,3 +143,124 @@ fn openapi_prints_the_committed_document() {
     .unwrap();
     assert_eq!(printed, committed);
 }
+
+/// A child process that is killed when the test ends, pass or fail.
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+/// Runs the binary and collects its stdout until a line contains `until`.
+async fn spawn_until(args: &[&str], until: &str) -> (Child, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains(until);
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("the banner is printed");
+    (Child(child), seen)
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .map(|i| i + start.len())
+        .unwrap_or_else(|| panic!("{start} in {text}"));
+    let to = text[from..]
+        .find(end)
+        .map(|i| from + i)
+        .unwrap_or(text.len());
+    &text[from..to]
+}
+
+#[tokio::test]
+async fn dev_prints_tokens_and_curl_lines_that_work_as_printed() {
+    let (_child, lines) = spawn_until(&["dev", "--port", "0"], "API documentation").await;
+    let text = lines.join("\n");
+    let token = |name: &str| between(&text, &format!("export {name}='"), "'").to_owned();
+    let curls: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    assert_eq!(curls.len(), 4, "{text}");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Each line: `curl ... -H "Authorization: Bearer $NAME" URL [-d BODY]`, run with reqwest.
+    let mut statuses = Vec::new();
+    for curl in &curls {
+        let name = between(curl, "Bearer $", "\"");
+        let url = curl
+            .split_whitespace()
+            .find(|w| w.trim_matches('\'').starts_with("http://"))
+            .unwrap()
+            .trim_matches('\'');
+        let mut request = http.post(url).bearer_auth(token(name));
+        if curl.contains(" -d '") {
+            request = request
+                .header("content-type", "application/json")
+                .body(between(curl, " -d '", "'").to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        statuses.push(status);
+        if curl.contains("whatIf=true") {
+            let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(report["wouldStart"], true, "{body}");
+        }
+    }
+    assert_eq!(
+        statuses,
+        [204, 403, 200, 200],
+        "start, 403, whatIf, passThru"
+    );
+}
+
+#[tokio::test]
+async fn the_emulator_runs_alone_and_serves_discovery() {
+    let (_child, lines) = spawn_until(&["emulator", "--port", "0"], "calls/faults").await;
+    let text = lines.join("\n");
+    let discovery = between(&text, "discovery     ", "\n").trim().to_owned();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let config: serde_json::Value = http
+        .get(&discovery)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        config["jwks_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(
+        format!(
+            "{}/.well-known/openid-configuration",
+            config["issuer"].as_str().unwrap()
+        ),
+        discovery
+    );
+}

@@ -294,7 +294,7 @@ async fn a_delegated_caller_without_a_directory_role_is_403_unless_the_check_is_
     .await;
     assert_eq!(app.emulator.count(Operation::Start), 0);
 
-    let relaxed = spawn_app_with(|c| c.auth.require_directory_role = false).await;
+    let relaxed = spawn_app_with(|c, _| c.auth.require_directory_role = false).await;
     let reader = relaxed
         .emulator
         .mint(&relaxed.emulator.delegated_claims(READER_OID));

@@ -121,7 +121,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_the_envelope() {
 
 #[tokio::test]
 async fn wrong_media_type_is_415_malformed_json_400_and_a_large_body_413() {
-    let app = spawn_app_with(|c| c.server.body_limit_bytes = 1024).await;
+    let app = spawn_app_with(|c, _| c.server.body_limit_bytes = 1024).await;
     let token = app.admin_token();
     let url = format!("{}/start", app.base);
     let response = app

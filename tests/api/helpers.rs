@@ -32,11 +32,11 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    spawn_app_with(|_, _| {}).await
 }
 
 /// Starts an emulator and a facade configured for it, then `customize`d.
-pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config, &Emulator)) -> TestApp {
     let emulator = Emulator::spawn(
         Seed::default_seed(),
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -44,7 +44,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     .await
     .expect("emulator");
     let mut config = config_for_emulator(&emulator, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    customize(&mut config);
+    customize(&mut config, &emulator);
     config.validate().expect("test configuration is valid");
     let server = Server::bind(config).await.expect("facade binds");
     let base = format!("http://{}", server.local_addr());

@@ -30,7 +30,7 @@ async fn healthz_and_readyz_answer_200_when_keys_and_credential_work() {
 #[tokio::test]
 async fn readyz_is_503_when_the_graph_credential_is_refused() {
     let app =
-        spawn_app_with(|c| c.graph.credential.client_secret = Some(Secret::new("wrong"))).await;
+        spawn_app_with(|c, _| c.graph.credential.client_secret = Some(Secret::new("wrong"))).await;
     let response = app
         .http
         .get(format!("{}/readyz", app.base))
@@ -53,7 +53,7 @@ async fn readyz_is_503_when_the_graph_credential_is_refused() {
 #[tokio::test]
 async fn readyz_is_503_while_signing_keys_cannot_be_loaded() {
     let app =
-        spawn_app_with(|c| c.auth.openid_config_url = Some("http://127.0.0.1:9/nothing".into()))
+        spawn_app_with(|c, _| c.auth.openid_config_url = Some("http://127.0.0.1:9/nothing".into()))
             .await;
     let response = app
         .http

@@ -205,7 +205,7 @@ async fn what_if_on_an_active_job_reports_the_refusal() {
 
 #[tokio::test]
 async fn without_preflight_the_job_is_not_read_first() {
-    let app = spawn_app_with(|c| c.guard.preflight = false).await;
+    let app = spawn_app_with(|c, _| c.guard.preflight = false).await;
     let response = app
         .post(
             &TestApp::start_path(SERVICENOW_SP, SERVICENOW_ACTIVE_JOB),
@@ -316,7 +316,7 @@ async fn throttling_is_retried_after_retry_after() {
 
 #[tokio::test]
 async fn throttling_beyond_the_retries_is_passed_back_with_whole_second_retry_after() {
-    let app = spawn_app_with(|c| c.graph.max_retries = 1).await;
+    let app = spawn_app_with(|c, _| c.graph.max_retries = 1).await;
     app.emulator.inject(Fault {
         operation: Some(Operation::Start),
         status: Some(429),
@@ -341,7 +341,7 @@ async fn throttling_beyond_the_retries_is_passed_back_with_whole_second_retry_af
 
 #[tokio::test]
 async fn a_timed_out_start_is_504_and_never_retried() {
-    let app = spawn_app_with(|c| c.graph.timeout_secs = 1).await;
+    let app = spawn_app_with(|c, _| c.graph.timeout_secs = 1).await;
     app.emulator.inject(Fault {
         operation: Some(Operation::Start),
         delay_ms: Some(3000),
