@@ -19,6 +19,10 @@ pub enum Decision {
     WhatIf,
     /// Could not be decided: Graph or a dependency failed on the way.
     Failed,
+    /// Shared the outcome of a concurrent start of the same job (single flight).
+    Coalesced,
+    /// An `Idempotency-Key` replay of an earlier answer.
+    Replayed,
 }
 
 impl Decision {
@@ -29,6 +33,8 @@ impl Decision {
             Self::Refused => "refused",
             Self::WhatIf => "whatIf",
             Self::Failed => "failed",
+            Self::Coalesced => "coalesced",
+            Self::Replayed => "replayed",
         }
     }
 }

@@ -121,6 +121,8 @@ pub struct GuardConfig {
     pub store: String,
     pub cooldown_secs: u64,
     pub preflight: bool,
+    /// Bound of each in-memory table (flights and cooldowns; idempotency records).
+    pub memory_max_entries: u64,
 }
 
 /// Role template ids of Application Administrator, Cloud Application Administrator, Hybrid
@@ -204,6 +206,7 @@ impl Default for GuardConfig {
             store: "memory".into(),
             cooldown_secs: 300,
             preflight: true,
+            memory_max_entries: 100_000,
         }
     }
 }
@@ -347,8 +350,21 @@ impl Config {
             }
         }
         self.validate_credential()?;
-        if self.guard.store != "memory" {
-            return Err(invalid("guard.store", "only \"memory\" is supported"));
+        let store = &self.guard.store;
+        if store != "memory" {
+            let redis = store.starts_with("redis://") || store.starts_with("rediss://");
+            if !redis || redis::Client::open(store.as_str()).is_err() {
+                return Err(invalid(
+                    "guard.store",
+                    "must be \"memory\" or a redis:// or rediss:// URL",
+                ));
+            }
+        }
+        if self.guard.cooldown_secs > 86_400 {
+            return Err(invalid("guard.cooldown_secs", "must be at most 86400"));
+        }
+        if self.guard.memory_max_entries < 100 {
+            return Err(invalid("guard.memory_max_entries", "must be at least 100"));
         }
         Ok(())
     }
@@ -398,6 +414,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The longest a start can take upstream: every attempt timing out and every retry
+    /// waiting its longest, plus the preflight read. Waits on another request's start are
+    /// bounded by it.
+    pub fn flight_bound(&self) -> std::time::Duration {
+        let graph = &self.graph;
+        let attempts = u64::from(graph.max_retries) + 1;
+        let one_call = graph.timeout_secs * attempts
+            + graph.max_retry_after_secs * u64::from(graph.max_retries);
+        std::time::Duration::from_secs(2 * one_call + 5)
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod graph;
+pub mod guard;
 pub mod http;
 pub mod ids;
 pub mod openapi;

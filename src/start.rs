@@ -1,10 +1,13 @@
-//! The start pipeline: authorise → resolve the target → check ownership → preflight → forward →
-//! audit. Every route (Graph-compatible, identity, batch) runs a start through here, so every
-//! start is decided and audited the same way.
+//! The start pipeline: authorise → resolve the target → check ownership → idempotency →
+//! cooldown → single flight (preflight → forward) → audit. Every route (Graph-compatible,
+//! identity, batch) runs a start through here, so every start is decided and audited the same
+//! way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use moka::future::Cache;
 use serde_json::{Value, json};
 
@@ -13,6 +16,7 @@ use crate::auth::Caller;
 use crate::auth::authz::{Grant, Policy};
 use crate::error::ApiError;
 use crate::graph::{Forwarding, GraphClient, Read, UpstreamAnswer};
+use crate::guard::{Guard, IdempotencyKey, Idempotent, JobKey, Outcome, Role};
 use crate::ids::{ApiVersion, AppId, JobId, ServicePrincipalId, ServicePrincipalRef};
 
 /// The cmdlet's switches.
@@ -31,6 +35,8 @@ pub struct StartRequest {
     pub job: JobId,
     pub switches: Switches,
     pub forwarding: Forwarding,
+    /// The caller's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
     /// The route that asked, for the audit trail.
     pub route: &'static str,
 }
@@ -52,11 +58,12 @@ pub enum Answer {
 pub struct StartService {
     graph: GraphClient,
     policy: Policy,
+    guard: Guard,
     preflight: bool,
     /// appId → service principal object id; directory ids do not change.
     app_ids: Cache<AppId, ServicePrincipalId>,
     /// service principal → owner object ids, briefly, so bursts do not re-read them.
-    owners: Cache<ServicePrincipalId, std::sync::Arc<Vec<String>>>,
+    owners: Cache<ServicePrincipalId, Arc<Vec<String>>>,
 }
 
 /// What the pipeline learned on the way, for the audit event and the report.
@@ -68,6 +75,30 @@ struct Progress<'a> {
 
 impl Progress<'_> {
     fn audit(&self, decision: Decision, reason: &str, upstream: Option<&UpstreamAnswer>) {
+        self.record(
+            decision,
+            reason,
+            upstream.map(|u| u.status.as_u16()),
+            upstream.and_then(UpstreamAnswer::request_id),
+        );
+    }
+
+    fn audit_outcome(&self, decision: Decision, reason: &str, outcome: &Outcome) {
+        self.record(
+            decision,
+            reason,
+            Some(outcome.status()),
+            outcome.header("request-id"),
+        );
+    }
+
+    fn record(
+        &self,
+        decision: Decision,
+        reason: &str,
+        upstream_status: Option<u16>,
+        upstream_request_id: Option<&str>,
+    ) {
         audit::record(&audit::Event {
             route: self.request.route,
             caller: self.caller,
@@ -79,8 +110,8 @@ impl Progress<'_> {
             },
             decision,
             reason,
-            upstream_status: upstream.map(|u| u.status.as_u16()),
-            upstream_request_id: upstream.and_then(UpstreamAnswer::request_id),
+            upstream_status,
+            upstream_request_id,
             client_request_id: &self.request.forwarding.client_request_id,
         });
     }
@@ -97,10 +128,11 @@ impl Progress<'_> {
 }
 
 impl StartService {
-    pub fn new(graph: GraphClient, policy: Policy, preflight: bool) -> Self {
+    pub fn new(graph: GraphClient, policy: Policy, guard: Guard, preflight: bool) -> Self {
         Self {
             graph,
             policy,
+            guard,
             preflight,
             app_ids: Cache::builder()
                 .max_capacity(10_000)
@@ -115,6 +147,23 @@ impl StartService {
 
     pub fn graph(&self) -> &GraphClient {
         &self.graph
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Runs `start` in its own task: a caller that disconnects cannot cut a start (and the
+    /// flight that others wait on) in half.
+    pub async fn start_detached(
+        self: &Arc<Self>,
+        caller: Caller,
+        request: StartRequest,
+    ) -> Result<Answer, ApiError> {
+        let service = Arc::clone(self);
+        tokio::spawn(async move { service.start(&caller, &request).await })
+            .await
+            .map_err(ApiError::internal)?
     }
 
     pub async fn start(&self, caller: &Caller, request: &StartRequest) -> Result<Answer, ApiError> {
@@ -168,78 +217,188 @@ impl StartService {
             }
         }
 
-        let status = if self.preflight {
-            match self
-                .graph
-                .job_status(request.version, &sp, &request.job, &request.forwarding)
+        let job = JobKey::new(&sp, &request.job);
+        if request.switches.what_if {
+            return self.what_if(&progress, &sp, &job, &grant).await;
+        }
+        let scope = format!("{}/{}", caller.tenant_id, caller.object_id);
+        if let Some(key) = &request.idempotency_key
+            && let Idempotent::Replay(outcome) = self
+                .guard
+                .begin_idempotent(&scope, key, &job)
                 .await
                 .map_err(|e| progress.fail(e))?
-            {
-                Read::Found(status) => Some(status),
-                Read::Upstream(answer) => {
-                    progress.audit(
-                        Decision::Failed,
-                        "preflight read of the job failed",
-                        Some(&answer),
-                    );
-                    return Ok(Answer::Upstream(answer));
+        {
+            progress.audit_outcome(
+                Decision::Replayed,
+                "Idempotency-Key replay: nothing sent",
+                &outcome,
+            );
+            return outcome_answer(outcome, request.switches.pass_thru, true);
+        }
+        let outcome = self.guarded(&progress, &sp, &job).await;
+        if let Some(key) = &request.idempotency_key {
+            self.guard
+                .finish_idempotent(&scope, key, &job, &outcome)
+                .await;
+        }
+        outcome_answer(outcome, request.switches.pass_thru, false)
+    }
+
+    /// Cooldown, then one flight for all concurrent starts of the job.
+    async fn guarded(
+        &self,
+        progress: &Progress<'_>,
+        sp: &ServicePrincipalId,
+        job: &JobKey,
+    ) -> Outcome {
+        let request = progress.request;
+        match self.guard.cooldown_remaining(job).await {
+            Err(error) => return Outcome::from_error(&progress.fail(error)),
+            Ok(Some(remaining)) => {
+                let error = self.guard.cooldown_error(&request.job, remaining);
+                progress.audit(Decision::Refused, &error.message, None);
+                return Outcome::from_error(&error);
+            }
+            Ok(None) => {}
+        }
+        match self
+            .guard
+            .single_flight(job, &request.job, || self.forward(progress, sp))
+            .await
+        {
+            Ok((outcome, Role::Leader)) => outcome,
+            Ok((outcome, Role::Coalesced)) => {
+                progress.audit_outcome(
+                    Decision::Coalesced,
+                    "shared the outcome of a concurrent start of the same job",
+                    &outcome,
+                );
+                outcome
+            }
+            Err(error) => {
+                let decision = if error.code == "SyncJobStartCooldown" {
+                    Decision::Refused
+                } else {
+                    Decision::Failed
+                };
+                progress.audit(decision, &error.message, None);
+                Outcome::from_error(&error)
+            }
+        }
+    }
+
+    /// The flight leader's work: preflight, then the start.
+    async fn forward(&self, progress: &Progress<'_>, sp: &ServicePrincipalId) -> Outcome {
+        let request = progress.request;
+        match self.preflight_status(request, sp).await {
+            Err(error) => return Outcome::from_error(&progress.fail(error)),
+            Ok(Err(answer)) => {
+                progress.audit(
+                    Decision::Failed,
+                    "preflight read of the job failed",
+                    Some(&answer),
+                );
+                return upstream_outcome(answer);
+            }
+            Ok(Ok(status)) => {
+                if let Some(refusal) = active_refusal(request, status.as_deref()) {
+                    progress.audit(Decision::Refused, &refusal.message, None);
+                    return Outcome::from_error(&refusal);
                 }
             }
-        } else {
-            None
-        };
-        let refusal = match &status {
-            Some(code) if code.eq_ignore_ascii_case("Active") && !request.switches.force => {
-                Some(ApiError::conflict(
-                    "SyncJobAlreadyActive",
-                    format!(
-                        "The synchronization job {} is running (status.code = {code}). Starting a running job again can stop the provisioning service; start only a paused or quarantined job, or pass force=true.",
-                        request.job
-                    ),
-                ))
-            }
-            _ => None,
-        };
-
-        if request.switches.what_if {
-            let report = self.report(&progress, &sp, &grant, status.as_deref(), refusal.as_ref());
-            progress.audit(
-                Decision::WhatIf,
-                refusal
-                    .as_ref()
-                    .map_or("whatIf: would start", |r| r.message.as_str()),
-                None,
-            );
-            return Ok(Answer::WhatIf(report));
         }
-        if let Some(refusal) = refusal {
-            progress.audit(Decision::Refused, &refusal.message, None);
-            return Err(refusal);
-        }
-
-        let upstream = self
+        match self
             .graph
-            .start(request.version, &sp, &request.job, &request.forwarding)
+            .start(request.version, sp, &request.job, &request.forwarding)
+            .await
+        {
+            Err(error) => Outcome::from_error(&progress.fail(error)),
+            Ok(upstream) => {
+                let accepted = upstream.status.is_success();
+                progress.audit(
+                    Decision::Forwarded,
+                    if accepted {
+                        "started"
+                    } else {
+                        "Graph refused the start"
+                    },
+                    Some(&upstream),
+                );
+                upstream_outcome(upstream)
+            }
+        }
+    }
+
+    /// The job's status when preflight is on; Graph's answer when the read failed.
+    async fn preflight_status(
+        &self,
+        request: &StartRequest,
+        sp: &ServicePrincipalId,
+    ) -> Result<Result<Option<String>, UpstreamAnswer>, ApiError> {
+        if !self.preflight {
+            return Ok(Ok(None));
+        }
+        Ok(
+            match self
+                .graph
+                .job_status(request.version, sp, &request.job, &request.forwarding)
+                .await?
+            {
+                Read::Found(status) => Ok(Some(status)),
+                Read::Upstream(answer) => Err(answer),
+            },
+        )
+    }
+
+    /// The `whatIf` report: decided as a real start would be, nothing sent.
+    async fn what_if(
+        &self,
+        progress: &Progress<'_>,
+        sp: &ServicePrincipalId,
+        job: &JobKey,
+        grant: &Grant,
+    ) -> Result<Answer, ApiError> {
+        let request = progress.request;
+        let status = match self
+            .preflight_status(request, sp)
+            .await
+            .map_err(|e| progress.fail(e))?
+        {
+            Ok(status) => status,
+            Err(answer) => {
+                progress.audit(
+                    Decision::Failed,
+                    "preflight read of the job failed",
+                    Some(&answer),
+                );
+                return Ok(Answer::Upstream(answer));
+            }
+        };
+        let cooldown = self
+            .guard
+            .cooldown_remaining(job)
             .await
             .map_err(|e| progress.fail(e))?;
-        let accepted = upstream.status.is_success();
-        progress.audit(
-            Decision::Forwarded,
-            if accepted {
-                "started"
-            } else {
-                "Graph refused the start"
-            },
-            Some(&upstream),
+        let refusal = cooldown
+            .map(|left| self.guard.cooldown_error(&request.job, left))
+            .or_else(|| active_refusal(request, status.as_deref()));
+        let report = self.report(
+            progress,
+            sp,
+            grant,
+            status.as_deref(),
+            cooldown,
+            refusal.as_ref(),
         );
-        Ok(if accepted {
-            Answer::Started {
-                upstream,
-                pass_thru: request.switches.pass_thru,
-            }
-        } else {
-            Answer::Upstream(upstream)
-        })
+        progress.audit(
+            Decision::WhatIf,
+            refusal
+                .as_ref()
+                .map_or("whatIf: would start", |r| r.message.as_str()),
+            None,
+        );
+        Ok(Answer::WhatIf(report))
     }
 
     async fn resolve(
@@ -262,13 +421,13 @@ impl StartService {
         &self,
         sp: &ServicePrincipalId,
         fwd: &Forwarding,
-    ) -> Result<Read<std::sync::Arc<Vec<String>>>, ApiError> {
+    ) -> Result<Read<Arc<Vec<String>>>, ApiError> {
         if let Some(owners) = self.owners.get(sp).await {
             return Ok(Read::Found(owners));
         }
         Ok(match self.graph.owners(sp, fwd).await? {
             Read::Found(owners) => {
-                let owners = std::sync::Arc::new(owners);
+                let owners = Arc::new(owners);
                 self.owners.insert(sp.clone(), owners.clone()).await;
                 Read::Found(owners)
             }
@@ -282,6 +441,7 @@ impl StartService {
         sp: &ServicePrincipalId,
         grant: &Grant,
         status: Option<&str>,
+        cooldown: Option<Duration>,
         refusal: Option<&ApiError>,
     ) -> Value {
         let request = progress.request;
@@ -313,8 +473,106 @@ impl StartService {
                 "status": status,
                 "force": request.switches.force,
             },
+            "guard": {
+                "store": self.guard.store_kind(),
+                "cooldownRemainingSecs": cooldown.map(crate::graph::whole_seconds),
+                "idempotencyKey": request.idempotency_key.is_some(),
+            },
             "refusal": refusal.map(|r| json!({"status": r.status.as_u16(), "code": r.code, "message": r.message})),
         })
+    }
+}
+
+/// The preflight refusal of a running job, unless forced.
+fn active_refusal(request: &StartRequest, status: Option<&str>) -> Option<ApiError> {
+    let code =
+        status.filter(|code| code.eq_ignore_ascii_case("Active") && !request.switches.force)?;
+    Some(ApiError::conflict(
+        "SyncJobAlreadyActive",
+        format!(
+            "The synchronization job {} is running (status.code = {code}). Starting a running job again can stop the provisioning service; start only a paused or quarantined job, or pass force=true.",
+            request.job
+        ),
+    ))
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+fn header_map(pairs: &[(String, String)]) -> HeaderMap {
+    pairs
+        .iter()
+        .filter_map(|(n, v)| {
+            Some((
+                HeaderName::from_bytes(n.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn upstream_outcome(upstream: UpstreamAnswer) -> Outcome {
+    let headers = header_pairs(&upstream.headers);
+    if upstream.status.is_success() {
+        Outcome::Started {
+            status: upstream.status.as_u16(),
+            headers,
+        }
+    } else {
+        Outcome::Upstream {
+            status: upstream.status.as_u16(),
+            headers,
+            body: String::from_utf8_lossy(&upstream.body).into_owned(),
+        }
+    }
+}
+
+/// An outcome as this request's answer; a replayed one says so in `Idempotent-Replayed`.
+fn outcome_answer(outcome: Outcome, pass_thru: bool, replayed: bool) -> Result<Answer, ApiError> {
+    let replay_header = |mut headers: HeaderMap| {
+        if replayed {
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        headers
+    };
+    let status = |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+    match outcome {
+        Outcome::Started {
+            status: code,
+            headers,
+        } => Ok(Answer::Started {
+            upstream: UpstreamAnswer {
+                status: status(code),
+                headers: replay_header(header_map(&headers)),
+                body: Bytes::new(),
+            },
+            pass_thru,
+        }),
+        Outcome::Upstream {
+            status: code,
+            headers,
+            body,
+        } => Ok(Answer::Upstream(UpstreamAnswer {
+            status: status(code),
+            headers: replay_header(header_map(&headers)),
+            body: Bytes::from(body),
+        })),
+        Outcome::Error {
+            status: code,
+            code: error_code,
+            message,
+            headers,
+        } => {
+            let mut error = ApiError::new(status(code), error_code, message);
+            for (name, value) in replay_header(header_map(&headers)).iter() {
+                error = error.with_header(name.clone(), value.clone());
+            }
+            Err(error)
+        }
     }
 }
 

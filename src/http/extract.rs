@@ -13,6 +13,7 @@ use super::context::RequestContext;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::graph::Forwarding;
+use crate::guard::IdempotencyKey;
 use crate::ids::ApiVersion;
 use crate::start::Switches;
 
@@ -113,6 +114,23 @@ impl FromRequestParts<AppState> for Forwarding {
             client_request_id: context.client_request_id,
             headers,
         })
+    }
+}
+
+/// The `Idempotency-Key` request header, validated.
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let text = value.to_str().map_err(|_| {
+            ApiError::bad_request("Invalid Idempotency-Key: it must be visible ASCII.")
+        })?;
+        IdempotencyKey::parse(text).map(|key| Self(Some(key)))
     }
 }
 

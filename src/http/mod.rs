@@ -27,11 +27,13 @@ use crate::auth::authz::Policy;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::graph::{Forwarding, GraphClient};
+use crate::guard::store::Store;
+use crate::guard::{Guard, IdempotencyKey};
 use crate::ids::ApiVersion;
 use crate::openapi::BearerScheme;
 use crate::start::{Answer, StartRequest, StartService};
 use context::FromGraph;
-use extract::{JsonBody, StartQuery};
+use extract::{IdempotencyHeader, JsonBody, StartQuery};
 
 /// Most items in one `POST /start` array.
 pub const MAX_BATCH: usize = 100;
@@ -53,8 +55,8 @@ pub struct App {
     pub config: Config,
     /// Validates callers' tokens.
     pub auth: Authenticator,
-    /// Decides, forwards and audits starts.
-    pub starts: StartService,
+    /// Decides, guards, forwards and audits starts.
+    pub starts: Arc<StartService>,
     /// Caller headers forwarded to Graph (`graph.forward_headers`).
     pub forward_headers: Vec<HeaderName>,
 }
@@ -64,11 +66,13 @@ impl App {
         let http = outbound_client(&config)?;
         let auth = Authenticator::new(&config, http.clone());
         let policy = Policy::new(&config.auth, config.graph.on_behalf_of);
-        let starts = StartService::new(
+        let guard = build_guard(&config)?;
+        let starts = Arc::new(StartService::new(
             GraphClient::new(&config, http),
             policy,
+            guard,
             config.guard.preflight,
-        );
+        ));
         let forward_headers = config
             .graph
             .forward_headers
@@ -82,6 +86,28 @@ impl App {
             forward_headers,
         })
     }
+}
+
+/// The guard and its store. With Redis, flights, cooldowns and idempotency records are shared by
+/// every replica; in memory, idempotency records get a bounded table of their own so that a
+/// flood of keys cannot evict cooldowns.
+fn build_guard(config: &Config) -> Result<Guard, crate::Error> {
+    let open = || {
+        Store::open(&config.guard.store, config.guard.memory_max_entries)
+            .map_err(|e| crate::Error::Startup(e.to_string()))
+    };
+    let state = open()?;
+    let replies = if matches!(state, Store::Memory(_)) {
+        open()?
+    } else {
+        state.clone()
+    };
+    Ok(Guard::new(
+        state,
+        replies,
+        Duration::from_secs(config.guard.cooldown_secs),
+        config.flight_bound(),
+    ))
 }
 
 /// The one HTTP client for Entra and Graph. Redirects are not followed: a bearer token must
@@ -149,6 +175,7 @@ async fn start_graph(
     uri: Uri,
     caller: Result<Caller, ApiError>,
     forwarding: Forwarding,
+    idempotency: Result<IdempotencyHeader, ApiError>,
 ) -> Result<Response, ApiError> {
     let Some(path) = graph_path::parse(uri.path()) else {
         return Err(ApiError::not_found(format!(
@@ -167,9 +194,10 @@ async fn start_graph(
         job: path.job?,
         switches: query.switches,
         forwarding,
+        idempotency_key: idempotency?.0,
         route: "graph",
     };
-    let answer = state.starts.start(&caller, &request).await?;
+    let answer = state.starts.start_detached(caller, request).await?;
     Ok(render(answer))
 }
 
@@ -206,24 +234,24 @@ async fn start_identity(
     uri: Uri,
     caller: Caller,
     forwarding: Forwarding,
+    IdempotencyHeader(idempotency_key): IdempotencyHeader,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let query = StartQuery::parse(uri.query(), true)?;
     let version = query.api_version.unwrap_or(ApiVersion::V1);
-    let build = |item: &Value| -> Result<StartRequest, ApiError> {
-        let identity = identity::parse(item)?;
-        Ok(StartRequest {
+    let build =
+        |identity: identity::Identity, idempotency_key: Option<IdempotencyKey>| StartRequest {
             version,
             service_principal: identity.service_principal,
             job: identity.job,
             switches: query.switches,
             forwarding: forwarding.clone(),
+            idempotency_key,
             route: "identity",
-        })
-    };
+        };
     let Value::Array(items) = &body else {
-        let request = build(&body)?;
-        return Ok(render(state.starts.start(&caller, &request).await?));
+        let request = build(identity::parse(&body)?, idempotency_key);
+        return Ok(render(state.starts.start_detached(caller, request).await?));
     };
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
@@ -231,12 +259,34 @@ async fn start_identity(
             items.len()
         )));
     }
-    let mut responses = Vec::with_capacity(items.len());
+    // Items naming the same target share the first one's answer (one start, not a start and
+    // then a cooldown refusal). A batch's Idempotency-Key is scoped per item.
+    let mut responses: Vec<Value> = Vec::with_capacity(items.len());
+    let mut first_of: Vec<(identity::Identity, usize)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let outcome = match build(item) {
-            Ok(request) => state.starts.start(&caller, &request).await,
-            Err(error) => Err(error),
+        let identity = match identity::parse(item) {
+            Ok(identity) => identity,
+            Err(error) => {
+                responses.push(batch_entry(
+                    index,
+                    Err(error),
+                    &forwarding.client_request_id,
+                ));
+                continue;
+            }
         };
+        if let Some((_, earlier)) = first_of.iter().find(|(seen, _)| *seen == identity) {
+            let mut entry = responses[*earlier].clone();
+            entry["id"] = Value::String(index.to_string());
+            responses.push(entry);
+            continue;
+        }
+        first_of.push((identity.clone(), index));
+        let key = idempotency_key.as_ref().map(|key| key.for_item(index));
+        let outcome = state
+            .starts
+            .start_detached(caller.clone(), build(identity, key))
+            .await;
         responses.push(batch_entry(index, outcome, &forwarding.client_request_id));
     }
     Ok((
@@ -252,7 +302,7 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// Ready: signing keys loaded and the Graph credential can obtain a token.
+/// Ready: signing keys loaded, the Graph credential can obtain a token, the guard store answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reasons", body = crate::openapi::GraphError)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
@@ -263,6 +313,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         problems.push(format!(
             "the Graph credential cannot obtain a token ({error})"
         ));
+    }
+    if let Err(error) = state.starts.guard().ping().await {
+        problems.push(format!("the guard store is unreachable ({error})"));
     }
     if problems.is_empty() {
         axum::Json(json!({"status": "ready"})).into_response()

@@ -43,6 +43,15 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config, &Emulator)) -> T
     )
     .await
     .expect("emulator");
+    spawn_facade(&emulator, customize).await
+}
+
+/// A facade for an existing emulator (several facades may share one, as replicas share Graph).
+pub async fn spawn_facade(
+    emulator: &Emulator,
+    customize: impl FnOnce(&mut Config, &Emulator),
+) -> TestApp {
+    let emulator = emulator.clone();
     let mut config = config_for_emulator(&emulator, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     customize(&mut config, &emulator);
     config.validate().expect("test configuration is valid");

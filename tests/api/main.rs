@@ -4,8 +4,10 @@
 mod auth;
 mod credential;
 mod errors;
+mod guard;
 mod helpers;
 mod identity;
 mod openapi;
 mod operations;
+mod redis;
 mod start;

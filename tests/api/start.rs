@@ -54,7 +54,8 @@ async fn graph_receives_the_facades_own_token_never_the_callers() {
 
 #[tokio::test]
 async fn the_powershell_action_path_the_beta_version_and_the_app_id_key_all_start() {
-    let app = spawn_app().await;
+    // Three starts of one job in a row: no cooldown here, that is the guard's test.
+    let app = spawn_app_with(|c, _| c.guard.cooldown_secs = 0).await;
     let token = app.admin_token();
     let path = format!(
         "/beta/servicePrincipals/{SALESFORCE_SP}/synchronization/jobs/{SALESFORCE_JOB}/microsoft.graph.start"

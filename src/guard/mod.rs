@@ -1,0 +1,459 @@
+//! The job guard: Microsoft's "don't call start continuously" made a rule for every caller.
+//!
+//! Owns single flight (concurrent starts of one job share one upstream call and its outcome, on
+//! one replica through an in-process table and across replicas through a lease in the store),
+//! the cooldown after an accepted start, and `Idempotency-Key` replay. It does not read or start
+//! jobs itself: the start pipeline hands it the work to run once.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::ids::{JobId, ServicePrincipalId};
+use store::{Store, StoreError};
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Longest accepted `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// How long a finished flight's outcome stays readable for replicas that waited on it.
+const OUTCOME_TTL: Duration = Duration::from_secs(60);
+/// How often a waiting replica looks for the outcome.
+const POLL: Duration = Duration::from_millis(25);
+
+/// "The same job": the resolved service principal object id (lower case) and the job id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobKey(String);
+
+impl JobKey {
+    pub fn new(sp: &ServicePrincipalId, job: &JobId) -> Self {
+        Self(format!(
+            "{}/{}",
+            sp.as_str().to_ascii_lowercase(),
+            job.as_str()
+        ))
+    }
+}
+
+/// A validated `Idempotency-Key` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        if text.is_empty()
+            || text.len() > IDEMPOTENCY_KEY_MAX
+            || !text.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ApiError::bad_request(format!(
+                "Invalid Idempotency-Key: it must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters."
+            )));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The key of one item of a batch.
+    pub fn for_item(&self, index: usize) -> Self {
+        Self(format!("{}#{index}", self.0))
+    }
+}
+
+/// The outcome of a start, as shared between coalesced requests and replayed for an
+/// idempotency key. Rendering (204 or passThru) is left to each request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Outcome {
+    /// Graph accepted the start.
+    Started {
+        status: u16,
+        headers: Vec<(String, String)>,
+    },
+    /// Graph's own error, passed through.
+    Upstream {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// The facade's error (preflight refusal, cooldown, Graph unreachable, ...).
+    Error {
+        status: u16,
+        code: String,
+        message: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Outcome {
+    pub fn from_error(error: &ApiError) -> Self {
+        Self::Error {
+            status: error.status.as_u16(),
+            code: error.code.to_string(),
+            message: error.message.clone(),
+            headers: error
+                .headers
+                .iter()
+                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let (Self::Started { headers, .. }
+        | Self::Upstream { headers, .. }
+        | Self::Error { headers, .. }) = self;
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Started { status, .. }
+            | Self::Upstream { status, .. }
+            | Self::Error { status, .. } => *status,
+        }
+    }
+
+    /// Answers worth replaying: not the ones a retry may cure (5xx, throttling).
+    fn is_final(&self) -> bool {
+        let status = self.status();
+        status < 500 && status != 429
+    }
+}
+
+/// How a request took part in a flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This request ran the start.
+    Leader,
+    /// This request shared another's outcome.
+    Coalesced,
+}
+
+/// What an `Idempotency-Key` found.
+pub enum Idempotent {
+    /// First use: run, then `finish`.
+    Fresh,
+    /// Used before for the same target: this is its answer.
+    Replay(Outcome),
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdempotencyRecord {
+    target: String,
+    outcome: Option<Outcome>,
+}
+
+pub struct Guard {
+    /// Leases, flight outcomes, cooldowns.
+    state: Store,
+    /// Idempotency records; a separate memory store, so that many keys cannot evict cooldowns.
+    replies: Store,
+    cooldown: Duration,
+    /// A flight's lease outlives the longest upstream call, so a crashed holder frees the job.
+    lease_ttl: Duration,
+    /// Longest wait for another request's outcome.
+    wait_bound: Duration,
+    /// Flights in progress in this process.
+    local: Mutex<HashMap<JobKey, watch::Receiver<Option<Arc<Outcome>>>>>,
+}
+
+fn unavailable(error: StoreError) -> ApiError {
+    tracing::error!(%error, "guard store unavailable; refusing the start");
+    ApiError::service_unavailable(
+        "The guard store is unreachable; starts are refused until it is back.",
+        5,
+    )
+}
+
+impl Guard {
+    pub fn new(state: Store, replies: Store, cooldown: Duration, flight_bound: Duration) -> Self {
+        Self {
+            state,
+            replies,
+            cooldown,
+            lease_ttl: flight_bound + Duration::from_secs(5),
+            wait_bound: flight_bound,
+            local: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store_kind(&self) -> &'static str {
+        self.state.kind()
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.state.ping().await
+    }
+
+    /// Time left in the job's cooldown.
+    pub async fn cooldown_remaining(&self, job: &JobKey) -> Result<Option<Duration>, ApiError> {
+        self.state
+            .ttl(&format!("cooldown:{}", job.0))
+            .await
+            .map_err(unavailable)
+    }
+
+    pub fn cooldown_error(&self, job_id: &JobId, remaining: Duration) -> ApiError {
+        let secs = crate::graph::whole_seconds(remaining).max(1);
+        ApiError::conflict(
+            "SyncJobStartCooldown",
+            format!("The synchronization job {job_id} was started less than {} seconds ago; try again in {secs} seconds.", self.cooldown.as_secs()),
+        )
+        .with_retry_after(secs)
+    }
+
+    /// Runs `start` once for all concurrent requests of `job`, on this replica and across
+    /// replicas sharing the store; refuses with the cooldown error when the job is cooling down.
+    pub async fn single_flight<F, Fut>(
+        &self,
+        job: &JobKey,
+        job_id: &JobId,
+        start: F,
+    ) -> Result<(Outcome, Role), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let sender = loop {
+            let existing = {
+                let mut local = self.local.lock().expect("flight table");
+                match local.get(job) {
+                    Some(receiver) => Some(receiver.clone()),
+                    None => {
+                        let (sender, receiver) = watch::channel(None);
+                        local.insert(job.clone(), receiver);
+                        break sender;
+                    }
+                }
+            };
+            if let Some(mut receiver) = existing {
+                // The leader always sends before leaving the table; a closed channel means it
+                // panicked, and this request tries again.
+                if let Ok(outcome) = receiver.wait_for(Option::is_some).await {
+                    return Ok(((**outcome.as_ref().expect("some")).clone(), Role::Coalesced));
+                }
+            }
+        };
+        let _leaving = LeaveTable { guard: self, job };
+        let result = self.across_replicas(job, job_id, start).await;
+        if let Ok((outcome, _)) = &result {
+            let _ = sender.send(Some(Arc::new(outcome.clone())));
+        } else if let Err(error) = &result {
+            let _ = sender.send(Some(Arc::new(Outcome::from_error(error))));
+        }
+        result
+    }
+
+    async fn across_replicas<F, Fut>(
+        &self,
+        job: &JobKey,
+        job_id: &JobId,
+        start: F,
+    ) -> Result<(Outcome, Role), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let lease_key = format!("lease:{}", job.0);
+        let flight = uuid::Uuid::new_v4().to_string();
+        let deadline = Instant::now() + self.wait_bound;
+        loop {
+            if self
+                .state
+                .set_nx(&lease_key, &flight, self.lease_ttl)
+                .await
+                .map_err(unavailable)?
+            {
+                let outcome = self.lead(job, job_id, &flight, start).await;
+                // Released even when recording failed; the lease would expire anyway.
+                if let Err(error) = self.state.delete_if(&lease_key, &flight).await {
+                    tracing::warn!(%error, "could not release a flight lease; it expires by itself");
+                }
+                return outcome.map(|o| (o, Role::Leader));
+            }
+            let Some(holder) = self.state.get(&lease_key).await.map_err(unavailable)? else {
+                continue;
+            };
+            while Instant::now() < deadline {
+                if let Some(text) = self
+                    .state
+                    .get(&format!("outcome:{holder}"))
+                    .await
+                    .map_err(unavailable)?
+                {
+                    let outcome = serde_json::from_str(&text).map_err(ApiError::internal)?;
+                    return Ok((outcome, Role::Coalesced));
+                }
+                if self
+                    .state
+                    .get(&lease_key)
+                    .await
+                    .map_err(unavailable)?
+                    .as_deref()
+                    != Some(holder.as_str())
+                {
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::service_unavailable(
+                    format!(
+                        "A start of the synchronization job {job_id} is in progress on another replica; its outcome did not arrive in time."
+                    ),
+                    5,
+                ));
+            }
+        }
+    }
+
+    /// The flight's work, run by the lease holder.
+    async fn lead<F, Fut>(
+        &self,
+        job: &JobKey,
+        job_id: &JobId,
+        flight: &str,
+        start: F,
+    ) -> Result<Outcome, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        // Another replica may have finished a start between this request's first cooldown
+        // check and taking the lease.
+        if let Some(remaining) = self.cooldown_remaining(job).await? {
+            return Err(self.cooldown_error(job_id, remaining));
+        }
+        let outcome = start().await;
+        let started = matches!(outcome, Outcome::Started { .. });
+        if started
+            && !self.cooldown.is_zero()
+            && let Err(error) = self
+                .state
+                .set(&format!("cooldown:{}", job.0), "1", self.cooldown)
+                .await
+        {
+            // The start happened; the caller learns so. The missing cooldown is logged.
+            tracing::error!(%error, "could not record the cooldown of a started job");
+        }
+        let text = serde_json::to_string(&outcome).map_err(ApiError::internal)?;
+        if let Err(error) = self
+            .state
+            .set(&format!("outcome:{flight}"), &text, OUTCOME_TTL)
+            .await
+        {
+            tracing::warn!(%error, "could not share a flight outcome; waiting replicas will time out");
+        }
+        Ok(outcome)
+    }
+
+    fn idempotency_key(scope: &str, key: &IdempotencyKey) -> String {
+        let digest = Sha256::digest(format!("{scope}\n{}", key.0).as_bytes());
+        format!(
+            "idem:{}",
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    }
+
+    /// Looks up or claims an idempotency key for `scope` (the caller) and `job`.
+    pub async fn begin_idempotent(
+        &self,
+        scope: &str,
+        key: &IdempotencyKey,
+        job: &JobKey,
+    ) -> Result<Idempotent, ApiError> {
+        let store_key = Self::idempotency_key(scope, key);
+        let claim = serde_json::to_string(&IdempotencyRecord {
+            target: job.0.clone(),
+            outcome: None,
+        })
+        .map_err(ApiError::internal)?;
+        let deadline = Instant::now() + self.wait_bound;
+        loop {
+            if self
+                .replies
+                .set_nx(&store_key, &claim, IDEMPOTENCY_TTL)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(Idempotent::Fresh);
+            }
+            let Some(text) = self.replies.get(&store_key).await.map_err(unavailable)? else {
+                continue;
+            };
+            let record: IdempotencyRecord =
+                serde_json::from_str(&text).map_err(ApiError::internal)?;
+            if record.target != job.0 {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "IdempotencyKeyReused",
+                    "This Idempotency-Key was already used for another synchronization job; use a new key for a new start.",
+                ));
+            }
+            if let Some(outcome) = record.outcome {
+                return Ok(Idempotent::Replay(outcome));
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::conflict(
+                    "IdempotencyKeyInProgress",
+                    "A request with this Idempotency-Key is still in progress; retry later.",
+                )
+                .with_retry_after(1));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Records the answer for a claimed key; answers a retry may cure release the key instead.
+    pub async fn finish_idempotent(
+        &self,
+        scope: &str,
+        key: &IdempotencyKey,
+        job: &JobKey,
+        outcome: &Outcome,
+    ) {
+        let store_key = Self::idempotency_key(scope, key);
+        let result = if outcome.is_final() {
+            match serde_json::to_string(&IdempotencyRecord {
+                target: job.0.clone(),
+                outcome: Some(outcome.clone()),
+            }) {
+                Ok(text) => self.replies.set(&store_key, &text, IDEMPOTENCY_TTL).await,
+                Err(error) => Err(StoreError(error.to_string())),
+            }
+        } else {
+            self.replies.delete(&store_key).await
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "could not record an idempotent answer");
+        }
+    }
+}
+
+/// Removes a flight from the in-process table however the leader leaves.
+struct LeaveTable<'a> {
+    guard: &'a Guard,
+    job: &'a JobKey,
+}
+
+impl Drop for LeaveTable<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut local) = self.guard.local.lock() {
+            local.remove(self.job);
+        }
+    }
+}
