@@ -85,6 +85,38 @@ pub struct GraphConfig {
     /// longer one is handed back to the caller.
     pub max_retry_after_secs: u64,
     pub credential: CredentialConfig,
+    /// Outbound proxy; without it the standard `*_PROXY` environment variables apply.
+    pub proxy: Option<ProxyConfig>,
+    pub breaker: BreakerConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
+}
+
+/// The circuit breaker in front of Graph: after `failure_threshold` failed calls in a row
+/// (connection failures, timeouts, 5xx after retries) starts fail fast for `open_secs`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub open_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -177,6 +209,8 @@ impl Default for GraphConfig {
             max_retries: 3,
             max_retry_after_secs: 10,
             credential: CredentialConfig::default(),
+            proxy: None,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -371,49 +405,188 @@ impl Config {
 
     fn validate_credential(&self) -> Result<(), ConfigError> {
         let credential = &self.graph.credential;
+        let confidential = matches!(
+            credential.kind,
+            CredentialKind::ClientSecret
+                | CredentialKind::ClientCertificate
+                | CredentialKind::WorkloadIdentity
+        );
+        if confidential {
+            check_url("graph.credential.authority", &credential.authority)?;
+            let tenant = self.tenant_id().unwrap_or_default();
+            if tenant.is_empty()
+                || !tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+            {
+                return Err(invalid(
+                    "graph.credential.tenant_id",
+                    "a tenant id or domain is required",
+                ));
+            }
+            if self
+                .client_id()
+                .is_none_or(|c| crate::ids::AppId::parse(&c).is_err())
+            {
+                return Err(invalid(
+                    "graph.credential.client_id",
+                    "the facade's application (client) id, a GUID, is required",
+                ));
+            }
+        }
         match credential.kind {
             CredentialKind::Static => {
                 self.static_token()?;
             }
             CredentialKind::ClientSecret => {
-                check_url("graph.credential.authority", &credential.authority)?;
-                let tenant = credential.tenant_id.as_deref().unwrap_or_default();
-                if tenant.is_empty()
-                    || !tenant
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
-                {
+                self.client_secret()?;
+            }
+            CredentialKind::ClientCertificate => {
+                let path = credential.certificate_file.as_deref().ok_or_else(|| {
+                    invalid(
+                        "graph.credential.certificate_file",
+                        "a PEM file holding the certificate and its private key is required",
+                    )
+                })?;
+                crate::graph::credential::Certificate::load(path)
+                    .map_err(|e| invalid("graph.credential.certificate_file", e))?;
+            }
+            CredentialKind::WorkloadIdentity => {
+                let path = self.federated_token_file().ok_or_else(|| {
+                    invalid(
+                        "graph.credential.federated_token_file",
+                        "required (or the AZURE_FEDERATED_TOKEN_FILE environment variable)",
+                    )
+                })?;
+                if path.as_os_str().is_empty() {
                     return Err(invalid(
-                        "graph.credential.tenant_id",
-                        "a tenant id or domain is required",
+                        "graph.credential.federated_token_file",
+                        "must not be empty",
                     ));
                 }
-                if credential
-                    .client_id
-                    .as_deref()
-                    .is_none_or(|c| crate::ids::AppId::parse(c).is_err())
+            }
+            CredentialKind::ManagedIdentity => {
+                let endpoint = self.managed_identity_endpoint();
+                check_managed_identity_endpoint(&endpoint)?;
+                if let Some(client_id) = &credential.client_id
+                    && crate::ids::AppId::parse(client_id).is_err()
                 {
                     return Err(invalid(
                         "graph.credential.client_id",
-                        "the facade's application (client) id, a GUID, is required",
+                        "a user-assigned identity's client id must be a GUID",
                     ));
                 }
-                self.client_secret()?;
-            }
-            other => {
-                let name = serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                return Err(invalid(
-                    "graph.credential.kind",
-                    format!(
-                        "'{name}' is not available in this version; use client_secret or static"
-                    ),
-                ));
             }
         }
+        if self.graph.on_behalf_of && !confidential {
+            return Err(invalid(
+                "graph.on_behalf_of",
+                "on-behalf-of needs a confidential client credential (client_secret, client_certificate or workload_identity)",
+            ));
+        }
+        if let Some(proxy) = &self.graph.proxy {
+            self.validate_proxy(proxy)?;
+        }
+        if self.graph.breaker.failure_threshold == 0 {
+            return Err(invalid(
+                "graph.breaker.failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.graph.breaker.open_secs == 0 {
+            return Err(invalid("graph.breaker.open_secs", "must be at least 1"));
+        }
         Ok(())
+    }
+
+    fn validate_proxy(&self, proxy: &ProxyConfig) -> Result<(), ConfigError> {
+        let url = reqwest::Url::parse(&proxy.url).map_err(|e| {
+            invalid(
+                "graph.proxy.url",
+                format!("'{}' is not a URL: {e}", proxy.url),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(
+                "graph.proxy.url",
+                "must be an http:// or https:// proxy URL",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "graph.proxy.url",
+                "give credentials as graph.proxy.username and password, not in the URL",
+            ));
+        }
+        match (&proxy.username, self.proxy_password()?) {
+            (Some(_), None) => Err(invalid(
+                "graph.proxy.password",
+                "graph.proxy.password or password_file is required with a username",
+            )),
+            (None, Some(_)) => Err(invalid("graph.proxy.username", "required with a password")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The proxy password, inline or from `password_file`.
+    pub fn proxy_password(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(proxy) = &self.graph.proxy else {
+            return Ok(None);
+        };
+        if proxy.password.is_none() && proxy.password_file.is_none() {
+            return Ok(None);
+        }
+        secret_from(
+            "graph.proxy.password",
+            proxy.password.as_ref(),
+            proxy.password_file.as_deref(),
+        )
+        .map(Some)
+    }
+
+    /// `graph.credential.tenant_id`, else `AZURE_TENANT_ID` (set by the workload identity webhook).
+    pub fn tenant_id(&self) -> Option<String> {
+        self.graph
+            .credential
+            .tenant_id
+            .clone()
+            .or_else(|| self.azure_env("AZURE_TENANT_ID"))
+    }
+
+    /// `graph.credential.client_id`, else `AZURE_CLIENT_ID` for workload identity.
+    pub fn client_id(&self) -> Option<String> {
+        self.graph
+            .credential
+            .client_id
+            .clone()
+            .or_else(|| self.azure_env("AZURE_CLIENT_ID"))
+    }
+
+    pub fn federated_token_file(&self) -> Option<PathBuf> {
+        self.graph
+            .credential
+            .federated_token_file
+            .clone()
+            .or_else(|| {
+                self.azure_env("AZURE_FEDERATED_TOKEN_FILE")
+                    .map(PathBuf::from)
+            })
+    }
+
+    pub fn managed_identity_endpoint(&self) -> String {
+        self.graph
+            .credential
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| "http://169.254.169.254/metadata/identity/oauth2/token".into())
+    }
+
+    /// The Azure SDK's environment variables apply to workload identity only.
+    fn azure_env(&self, name: &str) -> Option<String> {
+        (self.graph.credential.kind == CredentialKind::WorkloadIdentity)
+            .then(|| std::env::var(name).ok())
+            .flatten()
+            .filter(|v| !v.is_empty())
     }
 
     /// The longest a start can take upstream: every attempt timing out and every retry
@@ -539,6 +712,28 @@ pub fn check_url(key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
         return Err(invalid(key, "credentials in the URL are not accepted"));
     }
     Ok(url)
+}
+
+/// The managed-identity endpoint is plain HTTP by design, on a link-local (IMDS) or loopback
+/// address; anything else must be https.
+fn check_managed_identity_endpoint(text: &str) -> Result<(), ConfigError> {
+    let key = "graph.credential.endpoint";
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| invalid(key, format!("'{text}' is not a URL: {e}")))?;
+    let local = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_link_local() || ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if local => Ok(()),
+        _ => Err(invalid(
+            key,
+            format!("'{text}' must be https://, or http:// on a link-local or loopback address"),
+        )),
+    }
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {

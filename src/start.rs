@@ -60,6 +60,8 @@ pub struct StartService {
     policy: Policy,
     guard: Guard,
     preflight: bool,
+    /// Delegated callers' starts go to Graph as the user (on-behalf-of).
+    on_behalf_of: bool,
     /// appId → service principal object id; directory ids do not change.
     app_ids: Cache<AppId, ServicePrincipalId>,
     /// service principal → owner object ids, briefly, so bursts do not re-read them.
@@ -128,12 +130,19 @@ impl Progress<'_> {
 }
 
 impl StartService {
-    pub fn new(graph: GraphClient, policy: Policy, guard: Guard, preflight: bool) -> Self {
+    pub fn new(
+        graph: GraphClient,
+        policy: Policy,
+        guard: Guard,
+        preflight: bool,
+        on_behalf_of: bool,
+    ) -> Self {
         Self {
             graph,
             policy,
             guard,
             preflight,
+            on_behalf_of,
             app_ids: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(600))
@@ -167,6 +176,17 @@ impl StartService {
     }
 
     pub async fn start(&self, caller: &Caller, request: &StartRequest) -> Result<Answer, ApiError> {
+        // With on-behalf-of, every Graph call of a delegated caller's start acts as the user, so
+        // Entra's audit shows the user and Graph enforces the user's directory roles.
+        let acting_as_user;
+        let request = if self.on_behalf_of && caller.kind == crate::auth::CallerKind::Delegated {
+            let mut as_user = request.clone();
+            as_user.forwarding.on_behalf_of = Some(caller.token.clone());
+            acting_as_user = as_user;
+            &acting_as_user
+        } else {
+            request
+        };
         let mut progress = Progress {
             request,
             caller,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::error::ApiError;
 use keys::{KeySource, KeyStore};
 
@@ -52,6 +52,9 @@ pub struct Caller {
     pub roles: Vec<String>,
     #[serde(skip)]
     pub directory_roles: Vec<String>,
+    /// The validated token itself, kept only for on-behalf-of; never serialised or printed.
+    #[serde(skip)]
+    pub token: Secret,
 }
 
 /// The claims the facade reads; `exp`, `nbf`, `iss`, `aud` are checked by `Validation`.
@@ -164,10 +167,10 @@ impl Authenticator {
                     _ => "The token could not be validated.".to_owned(),
                 })
             })?;
-        self.caller_from(data.claims)
+        self.caller_from(data.claims, token)
     }
 
-    fn caller_from(&self, claims: Claims) -> Result<Caller, ApiError> {
+    fn caller_from(&self, claims: Claims, token: &str) -> Result<Caller, ApiError> {
         let tenant_id = claims
             .tid
             .map(|t| t.to_ascii_lowercase())
@@ -213,6 +216,7 @@ impl Authenticator {
                 .into_iter()
                 .map(|w| w.to_ascii_lowercase())
                 .collect(),
+            token: Secret::new(token),
         })
     }
 }

@@ -1,13 +1,25 @@
 //! The facade's own Graph credential: where its access tokens come from, and their cache.
 //!
-//! Tokens are cached until shortly before they expire; when one is needed and none is fresh,
-//! one request refreshes it while the others wait for that result.
+//! Kinds: a static token (development), client credentials with a secret, with a certificate
+//! (a signed client assertion carrying `x5t#S256`), with a federated token file (workload
+//! identity, re-read at every refresh as the kubelet rotates it), and managed identity (IMDS).
+//! With on-behalf-of, a delegated caller's token is exchanged for a Graph token acting as that
+//! user, cached per caller. Tokens are cached until shortly before they expire; when one is
+//! needed and none is fresh, one request refreshes it while the others wait for that result.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use moka::future::Cache;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::{Config, CredentialKind, Secret};
+
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -15,15 +27,87 @@ pub enum CredentialError {
     Unreachable(String),
     #[error("token endpoint refused the credential: {0}")]
     Refused(String),
+    /// On-behalf-of needs the user to satisfy more (MFA, consent): `claims` is Entra's challenge.
+    #[error("the user must satisfy additional claims: {description}")]
+    InteractionRequired {
+        description: String,
+        claims: Option<String>,
+    },
+    /// On-behalf-of refused the caller's token itself.
+    #[error("the caller's token cannot be exchanged: {0}")]
+    InvalidAssertion(String),
+}
+
+/// A certificate credential: the private key and the certificate's SHA-256 thumbprint.
+pub struct Certificate {
+    key: EncodingKey,
+    thumbprint_s256: String,
+}
+
+impl Certificate {
+    /// Reads a PEM file holding the certificate and its private key (PKCS#8 or PKCS#1).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let certificate = pem_block(&text, "CERTIFICATE")
+            .ok_or_else(|| format!("{} holds no CERTIFICATE block", path.display()))?;
+        let der = STANDARD
+            .decode(
+                certificate
+                    .lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect::<String>(),
+            )
+            .map_err(|_| format!("the CERTIFICATE block of {} is not base64", path.display()))?;
+        let key_block = pem_block(&text, "PRIVATE KEY")
+            .or_else(|| pem_block(&text, "RSA PRIVATE KEY"))
+            .ok_or_else(|| {
+                format!(
+                    "{} holds no PRIVATE KEY block (PKCS#8 or PKCS#1 RSA)",
+                    path.display()
+                )
+            })?;
+        let key = EncodingKey::from_rsa_pem(key_block.as_bytes()).map_err(|e| {
+            format!(
+                "the private key in {} is not a usable RSA key: {e}",
+                path.display()
+            )
+        })?;
+        Ok(Self {
+            key,
+            thumbprint_s256: URL_SAFE_NO_PAD.encode(Sha256::digest(&der)),
+        })
+    }
+}
+
+/// The whole `-----BEGIN {label}-----` ... `-----END {label}-----` block.
+fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)?;
+    let stop = text[start..].find(&end)? + start + end.len();
+    Some(&text[start..stop])
+}
+
+/// How the facade proves itself to the token endpoint.
+enum ClientAuth {
+    Secret(Secret),
+    Certificate(Certificate),
+    FederatedTokenFile(PathBuf),
 }
 
 enum Source {
     Static(Secret),
-    ClientSecret {
+    Confidential {
         token_url: String,
         client_id: String,
-        secret: Secret,
+        auth: ClientAuth,
         scope: String,
+    },
+    ManagedIdentity {
+        endpoint: String,
+        client_id: Option<String>,
+        resource: String,
     },
 }
 
@@ -37,36 +121,91 @@ pub struct Credential {
     source: Source,
     cached: std::sync::RwLock<Option<Cached>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// On-behalf-of tokens, keyed by a hash of the caller's token.
+    on_behalf_of: Cache<String, std::sync::Arc<Cached>>,
 }
 
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
+    /// Entra answers a number, IMDS a string.
+    #[serde(default, deserialize_with = "number_or_string")]
     expires_in: Option<u64>,
 }
 
-#[derive(Deserialize)]
+fn number_or_string<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+    Ok(match Option::<Either>::deserialize(deserializer)? {
+        Some(Either::Number(n)) => Some(n),
+        Some(Either::Text(t)) => t.parse().ok(),
+        None => None,
+    })
+}
+
+#[derive(Deserialize, Default)]
 struct TokenErrorResponse {
     error: Option<String>,
     error_description: Option<String>,
+    claims: Option<String>,
+    suberror: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct AssertionClaims<'a> {
+    aud: &'a str,
+    iss: &'a str,
+    sub: &'a str,
+    jti: String,
+    nbf: u64,
+    iat: u64,
+    exp: u64,
 }
 
 impl Credential {
     pub fn new(config: &Config, http: reqwest::Client) -> Self {
         let credential = &config.graph.credential;
+        let confidential = |auth| Source::Confidential {
+            token_url: format!(
+                "{}/{}/oauth2/v2.0/token",
+                credential.authority.trim_end_matches('/'),
+                config.tenant_id().unwrap_or_default()
+            ),
+            client_id: config.client_id().unwrap_or_default(),
+            auth,
+            scope: credential.scope.clone(),
+        };
         let source = match credential.kind {
             CredentialKind::Static => {
                 Source::Static(config.static_token().expect("validated configuration"))
             }
-            _ => Source::ClientSecret {
-                token_url: format!(
-                    "{}/{}/oauth2/v2.0/token",
-                    credential.authority.trim_end_matches('/'),
-                    credential.tenant_id.as_deref().unwrap_or_default()
-                ),
-                client_id: credential.client_id.clone().unwrap_or_default(),
-                secret: config.client_secret().expect("validated configuration"),
-                scope: credential.scope.clone(),
+            CredentialKind::ClientSecret => confidential(ClientAuth::Secret(
+                config.client_secret().expect("validated configuration"),
+            )),
+            CredentialKind::ClientCertificate => confidential(ClientAuth::Certificate(
+                Certificate::load(
+                    credential
+                        .certificate_file
+                        .as_deref()
+                        .expect("validated configuration"),
+                )
+                .expect("validated configuration"),
+            )),
+            CredentialKind::WorkloadIdentity => confidential(ClientAuth::FederatedTokenFile(
+                config
+                    .federated_token_file()
+                    .expect("validated configuration"),
+            )),
+            CredentialKind::ManagedIdentity => Source::ManagedIdentity {
+                endpoint: config.managed_identity_endpoint(),
+                client_id: credential.client_id.clone(),
+                resource: credential.scope.trim_end_matches("/.default").to_owned(),
             },
         };
         Self {
@@ -74,6 +213,10 @@ impl Credential {
             source,
             cached: std::sync::RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            on_behalf_of: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
         }
     }
 
@@ -85,7 +228,7 @@ impl Credential {
             .map(|c| c.token.clone())
     }
 
-    /// A Graph access token.
+    /// A Graph access token for the facade itself.
     pub async fn token(&self) -> Result<Secret, CredentialError> {
         if let Source::Static(token) = &self.source {
             return Ok(token.clone());
@@ -97,54 +240,167 @@ impl Credential {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
-        let (token, lifetime) = self.request().await?;
-        // Refresh five minutes early, or at half-life for short-lived tokens.
-        let margin = Duration::from_secs(300).min(lifetime / 2);
-        *self.cached.write().expect("token cache lock") = Some(Cached {
-            token: token.clone(),
-            refresh_at: Instant::now() + lifetime - margin,
-        });
+        let cached = match &self.source {
+            Source::Static(_) => unreachable!("returned above"),
+            Source::Confidential {
+                token_url,
+                client_id,
+                auth,
+                scope,
+            } => {
+                let mut form = vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("client_id", client_id.clone()),
+                    ("scope", scope.clone()),
+                ];
+                form.extend(self.client_auth(auth, token_url, client_id).await?);
+                self.request(self.http.post(token_url).form(&form), token_url)
+                    .await?
+            }
+            Source::ManagedIdentity {
+                endpoint,
+                client_id,
+                resource,
+            } => {
+                let mut query = vec![
+                    ("api-version", "2018-02-01"),
+                    ("resource", resource.as_str()),
+                ];
+                if let Some(client_id) = client_id {
+                    query.push(("client_id", client_id.as_str()));
+                }
+                self.request(
+                    self.http
+                        .get(endpoint)
+                        .query(&query)
+                        .header("Metadata", "true"),
+                    endpoint,
+                )
+                .await?
+            }
+        };
+        let token = cached.token.clone();
+        *self.cached.write().expect("token cache lock") = Some(cached);
         Ok(token)
     }
 
-    async fn request(&self) -> Result<(Secret, Duration), CredentialError> {
-        let Source::ClientSecret {
+    /// A Graph token acting as the user whose (already validated) token is `assertion`.
+    pub async fn on_behalf_of(&self, assertion: &Secret) -> Result<Secret, CredentialError> {
+        let Source::Confidential {
             token_url,
             client_id,
-            secret,
+            auth,
             scope,
         } = &self.source
         else {
-            unreachable!("static tokens are never requested")
+            return Err(CredentialError::Refused(
+                "on-behalf-of needs a confidential client credential".into(),
+            ));
         };
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", secret.expose()),
-            ("scope", scope.as_str()),
+        let key = URL_SAFE_NO_PAD.encode(Sha256::digest(assertion.expose().as_bytes()));
+        if let Some(cached) = self.on_behalf_of.get(&key).await
+            && Instant::now() < cached.refresh_at
+        {
+            return Ok(cached.token.clone());
+        }
+        let mut form = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned(),
+            ),
+            ("requested_token_use", "on_behalf_of".to_owned()),
+            ("assertion", assertion.expose().to_owned()),
+            ("client_id", client_id.clone()),
+            ("scope", scope.clone()),
         ];
-        let response = self
-            .http
-            .post(token_url)
-            .form(&form)
+        form.extend(self.client_auth(auth, token_url, client_id).await?);
+        let cached = self
+            .request(self.http.post(token_url).form(&form), token_url)
+            .await?;
+        let token = cached.token.clone();
+        self.on_behalf_of
+            .insert(key, std::sync::Arc::new(cached))
+            .await;
+        Ok(token)
+    }
+
+    /// The form fields that authenticate the facade.
+    async fn client_auth(
+        &self,
+        auth: &ClientAuth,
+        token_url: &str,
+        client_id: &str,
+    ) -> Result<Vec<(&'static str, String)>, CredentialError> {
+        Ok(match auth {
+            ClientAuth::Secret(secret) => vec![("client_secret", secret.expose().to_owned())],
+            ClientAuth::Certificate(certificate) => {
+                let now = jsonwebtoken::get_current_timestamp();
+                let claims = AssertionClaims {
+                    aud: token_url,
+                    iss: client_id,
+                    sub: client_id,
+                    jti: uuid::Uuid::new_v4().to_string(),
+                    nbf: now,
+                    iat: now,
+                    exp: now + 600,
+                };
+                let mut header = Header::new(Algorithm::RS256);
+                header.x5t_s256 = Some(certificate.thumbprint_s256.clone());
+                let assertion =
+                    jsonwebtoken::encode(&header, &claims, &certificate.key).map_err(|e| {
+                        CredentialError::Refused(format!("cannot sign the client assertion: {e}"))
+                    })?;
+                vec![
+                    ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()),
+                    ("client_assertion", assertion),
+                ]
+            }
+            ClientAuth::FederatedTokenFile(path) => {
+                // Re-read every time: the kubelet rotates the projected token.
+                let assertion = tokio::fs::read_to_string(path).await.map_err(|e| {
+                    CredentialError::Refused(format!(
+                        "cannot read the federated token file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                vec![
+                    ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()),
+                    ("client_assertion", assertion.trim().to_owned()),
+                ]
+            }
+        })
+    }
+
+    async fn request(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<Cached, CredentialError> {
+        let response = request
             .send()
             .await
-            .map_err(|e| {
-                CredentialError::Unreachable(format!("POST {token_url}: {}", without_url(&e)))
-            })?;
+            .map_err(|e| CredentialError::Unreachable(format!("{url}: {}", without_url(&e))))?;
         let status = response.status();
         if !status.is_success() {
-            let detail = response.json::<TokenErrorResponse>().await.ok();
-            let (error, description) = detail
-                .map(|d| {
-                    (
-                        d.error.unwrap_or_default(),
-                        d.error_description.unwrap_or_default(),
-                    )
-                })
-                .unwrap_or_default();
+            let detail: TokenErrorResponse = response.json().await.unwrap_or_default();
+            let error = detail.error.unwrap_or_default();
+            let description = detail.error_description.unwrap_or_default();
+            // Entra's description starts with the AADSTS code and says what to do; it holds no secret.
+            let first_line = description.lines().next().unwrap_or_default().to_owned();
+            if error == "interaction_required"
+                || detail.claims.is_some()
+                || detail.suberror.is_some()
+            {
+                return Err(CredentialError::InteractionRequired {
+                    description: first_line,
+                    claims: detail.claims,
+                });
+            }
+            if error == "invalid_grant" {
+                return Err(CredentialError::InvalidAssertion(first_line));
+            }
             return Err(CredentialError::Refused(format!(
-                "HTTP {status} {error}: {description}"
+                "HTTP {status} {error}: {first_line}"
             )));
         }
         let body: TokenResponse = response.json().await.map_err(|e| {
@@ -155,7 +411,12 @@ impl Credential {
             lifetime_secs = lifetime.as_secs(),
             "obtained a Graph access token"
         );
-        Ok((Secret::new(body.access_token), lifetime))
+        // Refresh five minutes early, or at half-life for short-lived tokens.
+        let margin = Duration::from_secs(300).min(lifetime / 2);
+        Ok(Cached {
+            token: Secret::new(body.access_token),
+            refresh_at: Instant::now() + lifetime - margin,
+        })
     }
 }
 
@@ -172,4 +433,40 @@ pub fn without_url(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_fixture_loads_with_its_sha256_thumbprint() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let certificate = Certificate::load(Path::new(&format!(
+            "{root}/tests/fixtures/graph-credential.pem"
+        )))
+        .unwrap();
+        let expected =
+            std::fs::read_to_string(format!("{root}/tests/fixtures/thumbprint-s256.txt")).unwrap();
+        assert_eq!(certificate.thumbprint_s256, expected.trim());
+    }
+
+    #[test]
+    fn a_pem_without_a_key_is_refused_with_the_reason() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let error = Certificate::load(Path::new(&format!("{root}/tests/fixtures/public-key.pem")))
+            .err()
+            .unwrap();
+        assert!(error.contains("CERTIFICATE"), "{error}");
+    }
+
+    #[test]
+    fn imds_expires_in_may_be_a_string() {
+        let body: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"x","expires_in":"3599"}"#).unwrap();
+        assert_eq!(body.expires_in, Some(3599));
+        let body: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"x","expires_in":3599}"#).unwrap();
+        assert_eq!(body.expires_in, Some(3599));
+    }
 }

@@ -5,6 +5,7 @@
 //! a caller's token.
 
 pub mod credential;
+pub mod resilience;
 
 use std::time::Duration;
 
@@ -13,9 +14,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::config::Secret;
 use crate::error::ApiError;
 use crate::ids::{ApiVersion, AppId, JobId, ServicePrincipalId};
-use credential::{Credential, without_url};
+use credential::{Credential, CredentialError, without_url};
+use resilience::{Breaker, BreakerState, RetryBudget};
 
 /// Graph's response headers that callers get back.
 pub const PASSED_BACK: [&str; 4] = [
@@ -45,6 +48,9 @@ pub struct Forwarding {
     pub client_request_id: String,
     /// Caller headers named in `graph.forward_headers`.
     pub headers: HeaderMap,
+    /// With on-behalf-of: the delegated caller's token, exchanged for a Graph token acting as
+    /// the user. None: the facade's own credential.
+    pub on_behalf_of: Option<Secret>,
 }
 
 pub struct GraphClient {
@@ -53,6 +59,8 @@ pub struct GraphClient {
     credential: Credential,
     max_retries: u32,
     max_retry_after: Duration,
+    budget: RetryBudget,
+    breaker: Breaker,
 }
 
 #[derive(Deserialize)]
@@ -96,11 +104,20 @@ impl GraphClient {
             base_url,
             max_retries: config.graph.max_retries,
             max_retry_after: Duration::from_secs(config.graph.max_retry_after_secs),
+            budget: RetryBudget::default(),
+            breaker: Breaker::new(
+                config.graph.breaker.failure_threshold,
+                Duration::from_secs(config.graph.breaker.open_secs),
+            ),
         }
     }
 
     pub fn credential(&self) -> &Credential {
         &self.credential
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     fn url(&self, segments: &[&str]) -> reqwest::Url {
@@ -238,19 +255,47 @@ impl GraphClient {
         (url.origin() == self.base_url.origin()).then_some(url)
     }
 
-    /// Sends with retries: a refused connection and Graph's 429/503/504 are retried, at most
-    /// `max_retries` times; a timeout or a connection lost after sending never is, because the
-    /// start may have reached Graph.
+    /// Sends through the breaker; counts connection failures, timeouts and 5xx answers (after
+    /// retries) as failures, and anything else Graph answers as health.
     async fn send(
         &self,
         method: Method,
         url: reqwest::Url,
         fwd: &Forwarding,
     ) -> Result<UpstreamAnswer, ApiError> {
-        let token = self.credential.token().await.map_err(|error| {
-            tracing::error!(%error, "no Graph token");
-            ApiError::bad_gateway("The facade could not obtain its Graph access token.")
-        })?;
+        let token = match &fwd.on_behalf_of {
+            Some(user) => self.credential.on_behalf_of(user).await,
+            None => self.credential.token().await,
+        }
+        .map_err(credential_error)?;
+        if let Err(wait) = self.breaker.admit() {
+            let secs = whole_seconds(wait).max(1);
+            return Err(ApiError::service_unavailable(
+                format!(
+                    "Microsoft Graph has been failing; calls fail fast for {secs} more seconds (circuit open)."
+                ),
+                secs,
+            ));
+        }
+        let result = self.send_with_retries(method, url, fwd, &token).await;
+        self.breaker.record(match &result {
+            Ok(answer) => !answer.status.is_server_error(),
+            Err(error) => !matches!(error.status.as_u16(), 502 | 504),
+        });
+        result
+    }
+
+    /// Retries a refused connection and Graph's 429/503/504, at most `max_retries` times and
+    /// within the retry budget; a timeout or a connection lost after sending is never retried,
+    /// because the start may have reached Graph.
+    async fn send_with_retries(
+        &self,
+        method: Method,
+        url: reqwest::Url,
+        fwd: &Forwarding,
+        token: &Secret,
+    ) -> Result<UpstreamAnswer, ApiError> {
+        self.budget.deposit();
         let mut attempt = 0;
         loop {
             let mut request = self
@@ -268,6 +313,7 @@ impl GraphClient {
             let started = std::time::Instant::now();
             let result = request.send().await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
+            let may_retry = |attempt: u32| attempt < self.max_retries && self.budget.withdraw();
             let response = match result {
                 Ok(response) => response,
                 Err(error) if error.is_timeout() => {
@@ -276,7 +322,7 @@ impl GraphClient {
                         "Microsoft Graph did not answer in time.",
                     ));
                 }
-                Err(error) if error.is_connect() && attempt < self.max_retries => {
+                Err(error) if error.is_connect() && may_retry(attempt) => {
                     tracing::warn!(%method, path = url.path(), attempt, error = %without_url(&error), "Graph connection refused; retrying");
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
@@ -311,16 +357,44 @@ impl GraphClient {
                 body,
             };
             tracing::info!(%method, path = url.path(), status = status.as_u16(), request_id = answer.request_id().unwrap_or(""), elapsed_ms, attempt, "Graph answered");
-            let retriable = matches!(status.as_u16(), 429 | 503 | 504);
-            if retriable && attempt < self.max_retries {
+            if matches!(status.as_u16(), 429 | 503 | 504) {
                 let wait = wait.unwrap_or_else(|| backoff(attempt + 1));
-                if wait <= self.max_retry_after {
+                if wait <= self.max_retry_after && may_retry(attempt) {
                     attempt += 1;
                     tokio::time::sleep(wait).await;
                     continue;
                 }
             }
             return Ok(answer);
+        }
+    }
+}
+
+/// A credential failure as the caller's answer. A user who must satisfy more claims (MFA,
+/// Conditional Access) gets the claims challenge, as Graph would send it, to pass back to Entra.
+fn credential_error(error: CredentialError) -> ApiError {
+    match error {
+        CredentialError::InteractionRequired {
+            description,
+            claims,
+        } => {
+            let claims = claims
+                .map(|c| {
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, c.as_bytes())
+                })
+                .unwrap_or_default();
+            let challenge = format!(
+                r#"Bearer realm="syncjob-facade", error="insufficient_claims", claims="{claims}""#
+            );
+            ApiError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", format!("The signed-in user must satisfy additional requirements (interaction_required): {description}"))
+                .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer realm="syncjob-facade", error="insufficient_claims""#)))
+        }
+        CredentialError::InvalidAssertion(description) => ApiError::invalid_token(format!(
+            "The token cannot be exchanged on behalf of the user: {description}"
+        )),
+        other => {
+            tracing::error!(error = %other, "no Graph token");
+            ApiError::bad_gateway("The facade could not obtain its Graph access token.")
         }
     }
 }

@@ -113,6 +113,7 @@ impl FromRequestParts<AppState> for Forwarding {
         Ok(Forwarding {
             client_request_id: context.client_request_id,
             headers,
+            on_behalf_of: None,
         })
     }
 }

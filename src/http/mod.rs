@@ -72,6 +72,7 @@ impl App {
             policy,
             guard,
             config.guard.preflight,
+            config.graph.on_behalf_of,
         ));
         let forward_headers = config
             .graph
@@ -113,13 +114,25 @@ fn build_guard(config: &Config) -> Result<Guard, crate::Error> {
 /// The one HTTP client for Entra and Graph. Redirects are not followed: a bearer token must
 /// only ever go to the configured hosts.
 fn outbound_client(config: &Config) -> Result<reqwest::Client, crate::Error> {
-    reqwest::Client::builder()
+    let startup = |what: &str, e: reqwest::Error| crate::Error::Startup(format!("{what}: {e}"));
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("syncjob-facade/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(config.graph.timeout_secs))
+        .timeout(Duration::from_secs(config.graph.timeout_secs));
+    // A configured proxy replaces the *_PROXY environment variables (reqwest's default).
+    if let Some(proxy) = &config.graph.proxy {
+        let mut configured =
+            reqwest::Proxy::all(proxy.url.as_str()).map_err(|e| startup("graph.proxy.url", e))?;
+        if let (Some(username), Some(password)) = (&proxy.username, config.proxy_password()?) {
+            configured = configured.basic_auth(username, password.expose());
+        }
+        configured = configured.no_proxy(reqwest::NoProxy::from_string(&proxy.no_proxy.join(",")));
+        builder = builder.proxy(configured);
+    }
+    builder
         .build()
-        .map_err(|e| crate::Error::Startup(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| startup("cannot build the HTTP client", e))
 }
 
 #[derive(OpenApi)]
@@ -318,7 +331,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         problems.push(format!("the guard store is unreachable ({error})"));
     }
     if problems.is_empty() {
-        axum::Json(json!({"status": "ready"})).into_response()
+        // Graph itself failing does not make the facade unready (each start answers 502/503);
+        // the breaker's state is reported for operators.
+        let breaker = state.starts.graph().breaker_state().as_str();
+        axum::Json(json!({"status": "ready", "graphCircuit": breaker})).into_response()
     } else {
         ApiError::service_unavailable(format!("Not ready: {}.", problems.join("; ")), 5)
             .into_response()

@@ -9,5 +9,7 @@ mod helpers;
 mod identity;
 mod openapi;
 mod operations;
+mod proxy;
 mod redis;
 mod start;
+mod upstream;
