@@ -44,6 +44,46 @@ pub struct Config {
     pub auth: AuthConfig,
     pub graph: GraphConfig,
     pub guard: GuardConfig,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// How a webhook sender signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookScheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    #[default]
+    Standard,
+    /// GitHub: `X-Hub-Signature-256`, `X-GitHub-Delivery`.
+    Github,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    #[serde(default)]
+    pub scheme: WebhookScheme,
+    /// Any one of them verifies (rotation). Standard Webhooks secrets are `whsec_<base64>`.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// True: an Entra bearer token, authorised like any caller, also works.
+    #[serde(default)]
+    pub allow_bearer: bool,
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    pub targets: Vec<WebhookTarget>,
+}
+
+fn default_api_version() -> String {
+    "v1.0".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    pub service_principal_id: String,
+    pub synchronization_job_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -384,6 +424,7 @@ impl Config {
             }
         }
         self.validate_credential()?;
+        self.validate_webhooks()?;
         let store = &self.guard.store;
         if store != "memory" {
             let redis = store.starts_with("redis://") || store.starts_with("rediss://");
@@ -495,6 +536,73 @@ impl Config {
         }
         if self.graph.breaker.open_secs == 0 {
             return Err(invalid("graph.breaker.open_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            let key = |field: &str| format!("webhooks[{i}].{field}");
+            let name_ok = !hook.name.is_empty()
+                && hook.name.len() <= 64
+                && hook
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !name_ok {
+                return Err(invalid(
+                    &key("name"),
+                    "1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'",
+                ));
+            }
+            if !names.insert(hook.name.as_str()) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("'{}' is configured twice", hook.name),
+                ));
+            }
+            if hook.secrets.is_empty() && !hook.allow_bearer {
+                return Err(invalid(
+                    &key("secrets"),
+                    "at least one secret is required unless allow_bearer = true",
+                ));
+            }
+            for (j, secret) in hook.secrets.iter().enumerate() {
+                let secret_key = format!("webhooks[{i}].secrets[{j}]");
+                match hook.scheme {
+                    WebhookScheme::Standard => {
+                        crate::webhooks::standard_secret(secret.expose())
+                            .map_err(|e| invalid(&secret_key, e))?;
+                    }
+                    WebhookScheme::Github if secret.expose().is_empty() => {
+                        return Err(invalid(&secret_key, "must not be empty"));
+                    }
+                    WebhookScheme::Github => {}
+                }
+            }
+            if crate::ids::ApiVersion::parse(&hook.api_version).is_none() {
+                return Err(invalid(&key("api_version"), "v1.0 or beta"));
+            }
+            if hook.targets.is_empty() || hook.targets.len() > 20 {
+                return Err(invalid(&key("targets"), "1 to 20 targets"));
+            }
+            for (j, target) in hook.targets.iter().enumerate() {
+                crate::ids::ServicePrincipalId::parse(&target.service_principal_id).map_err(
+                    |e| {
+                        invalid(
+                            &format!("webhooks[{i}].targets[{j}].service_principal_id"),
+                            e.message,
+                        )
+                    },
+                )?;
+                crate::ids::JobId::parse(&target.synchronization_job_id).map_err(|e| {
+                    invalid(
+                        &format!("webhooks[{i}].targets[{j}].synchronization_job_id"),
+                        e.message,
+                    )
+                })?;
+            }
         }
         Ok(())
     }

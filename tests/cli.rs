@@ -264,3 +264,15 @@ async fn the_emulator_runs_alone_and_serves_discovery() {
         discovery
     );
 }
+
+#[test]
+fn a_webhook_secret_not_in_whsec_form_stops_start_up_naming_the_key() {
+    let text = format!(
+        "{VALID}\n[[webhooks]]\nname = \"alert\"\nsecrets = [\"plain-secret\"]\ntargets = [{{ service_principal_id = \"2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d\", synchronization_job_id = \"job.1\" }}]\n"
+    );
+    let path = write_config("whsec", &text);
+    let (ok, _, stderr) = check_config(&path, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("webhooks[0].secrets[0]"), "{stderr}");
+    assert!(!stderr.contains("plain-secret"), "the secret is not echoed");
+}

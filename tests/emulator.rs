@@ -1,11 +1,19 @@
-//! The Graph + Entra emulator over real loopback HTTP: tokens and keys, the job API, Graph's
-//! envelope and headers, fault injection and the control API.
+//! The Graph + Entra emulator over real loopback HTTP: tokens and keys (client secret,
+//! certificate and federated client assertions, on-behalf-of, managed identity), the job API,
+//! Graph's envelope and headers, fault injection and the control API.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeyPair;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RSA_PSS_SHA256};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
-use syncjob_facade::emulator::{Emulator, FACADE_AUDIENCE, Fault, GRAPH_AUDIENCE, Operation, Seed};
+use syncjob_facade::emulator::{
+    Emulator, FACADE_AUDIENCE, FEDERATED_ISSUER, Fault, GRAPH_AUDIENCE, Operation, Seed,
+};
 
 const FACADE_APP: &str = "5d1c6b8a-3f2e-4c7d-9a10-7e6f5d4c3b2a";
 const FACADE_SECRET: &str = "emulator-facade-secret";
@@ -14,6 +22,18 @@ const HR_APP: &str = "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c";
 const HR_SECRET: &str = "emulator-hr-secret";
 const HR_OBJECT_ID: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
 const ADA: &str = "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e";
+const MIA: &str = "d3e4f5a6-b7c8-4d9e-8f0a-1b2c3d4e5f6a";
+const APPLICATION_ADMINISTRATOR: &str = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3";
+const CERTIFICATE_APP: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
+const WORKLOAD_APP: &str = "b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e";
+const WORKLOAD_SUBJECT: &str = "system:serviceaccount:identity:syncjob-facade";
+const MANAGED_APP: &str = "c3d4e5f6-a7b8-4c9d-8e0f-2a3b4c5d6e7f";
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// The certificate (first) and its PKCS#8 private key, as the facade's `certificate_file`.
+const CREDENTIAL_PEM: &str = include_str!("fixtures/graph-credential.pem");
+const THUMBPRINT_S256: &str = include_str!("fixtures/thumbprint-s256.txt");
 const SALESFORCE_SP: &str = "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
 const SALESFORCE_APP_ID: &str = "7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6";
 const SALESFORCE_JOB: &str =
@@ -964,4 +984,652 @@ async fn after_shutdown_the_emulator_is_unreachable() {
         .await
         .expect_err("nothing listens any more");
     assert!(error.is_connect(), "{error:?}");
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn sts_issuer(emu: &Emulator) -> String {
+    format!("https://sts.windows.net/{}/", emu.tenant_id())
+}
+
+/// The DER of the first `label` block of a PEM text.
+fn pem_der(pem: &str, label: &str) -> Vec<u8> {
+    let body = pem
+        .split_once(&format!("-----BEGIN {label}-----"))
+        .and_then(|(_, rest)| rest.split_once(&format!("-----END {label}-----")))
+        .map(|(body, _)| body)
+        .unwrap_or_else(|| panic!("no {label} block"));
+    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    STANDARD.decode(base64).unwrap()
+}
+
+fn b64_json(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// Signs with the fixture certificate's private key, RS256 or PS256 as `header.alg` says.
+/// (aws-lc-rs rather than jsonwebtoken: the crate builds jsonwebtoken without `use_pem`, so
+/// `EncodingKey::from_rsa_pem` does not exist, and its DER form wants PKCS#1, not PKCS#8.)
+fn sign_with_certificate(header: &Value, claims: &Value) -> String {
+    let key = KeyPair::from_pkcs8(&pem_der(CREDENTIAL_PEM, "PRIVATE KEY")).unwrap();
+    let input = format!("{}.{}", b64_json(header), b64_json(claims));
+    let padding = if header["alg"] == "PS256" {
+        &RSA_PSS_SHA256
+    } else {
+        &RSA_PKCS1_SHA256
+    };
+    let mut signature = vec![0; key.public_modulus_len()];
+    key.sign(
+        padding,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn certificate_header(alg: &str) -> Value {
+    json!({"alg": alg, "typ": "JWT", "x5t#S256": THUMBPRINT_S256.trim()})
+}
+
+/// The claims Entra requires of a certificate client assertion (RFC 7523).
+fn certificate_claims(emu: &Emulator) -> Value {
+    let now = unix_now();
+    json!({
+        "aud": emu.token_url(),
+        "iss": CERTIFICATE_APP,
+        "sub": CERTIFICATE_APP,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    })
+}
+
+fn certificate_assertion(emu: &Emulator) -> String {
+    sign_with_certificate(&certificate_header("RS256"), &certificate_claims(emu))
+}
+
+async fn assertion_token_response(
+    emu: &Emulator,
+    client_id: &str,
+    assertion: &str,
+) -> reqwest::Response {
+    http()
+        .post(emu.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+            ("client_assertion", assertion),
+            ("scope", GRAPH_DEFAULT_SCOPE),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An on-behalf-of request from the facade's Graph credential app, authenticated by secret.
+async fn on_behalf_of(emu: &Emulator, user_token: &str) -> reqwest::Response {
+    http()
+        .post(emu.token_url())
+        .form(&[
+            ("grant_type", JWT_BEARER),
+            ("requested_token_use", "on_behalf_of"),
+            ("client_id", FACADE_APP),
+            ("client_secret", FACADE_SECRET),
+            ("assertion", user_token),
+            ("scope", GRAPH_DEFAULT_SCOPE),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn on_behalf_of_token(emu: &Emulator, user_token: &str) -> String {
+    let response = on_behalf_of(emu, user_token).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn imds(emu: &Emulator, query: &str, metadata: bool) -> reqwest::Response {
+    let mut request = http().get(format!(
+        "{}/metadata/identity/oauth2/token?{query}",
+        emu.base_url()
+    ));
+    if metadata {
+        request = request.header("Metadata", "true");
+    }
+    request.send().await.unwrap()
+}
+
+fn last_token_grant(emu: &Emulator) -> Option<String> {
+    emu.calls()
+        .into_iter()
+        .rev()
+        .find(|c| c.operation == Operation::Token)
+        .and_then(|c| c.grant)
+}
+
+fn description(body: &Value) -> &str {
+    body["error_description"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn a_certificate_assertion_signed_by_the_registered_key_gets_a_graph_token() {
+    let emu = emulator().await;
+    let certificate = pem_der(CREDENTIAL_PEM, "CERTIFICATE");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &certificate);
+    assert_eq!(
+        URL_SAFE_NO_PAD.encode(digest),
+        THUMBPRINT_S256.trim(),
+        "x5t#S256 is the base64url SHA-256 of the certificate's DER"
+    );
+
+    let response =
+        assertion_token_response(&emu, CERTIFICATE_APP, &certificate_assertion(&emu)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3599);
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        GRAPH_AUDIENCE,
+        &sts_issuer(&emu),
+    );
+    assert_eq!(claims["appid"], CERTIFICATE_APP);
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(claims["appidacr"], "2", "a key-based credential");
+    assert_eq!(
+        claims["roles"],
+        json!(["Synchronization.ReadWrite.All", "Application.Read.All"])
+    );
+    assert_eq!(emu.count(Operation::Token), 1);
+    let call = emu.calls().pop().unwrap();
+    assert_eq!(call.grant.as_deref(), Some("client_certificate"));
+    assert_eq!(call.token_app_id.as_deref(), Some(CERTIFICATE_APP));
+}
+
+#[tokio::test]
+async fn a_ps256_certificate_assertion_with_the_issuer_as_audience_is_accepted_too() {
+    let emu = emulator().await;
+    let mut claims = certificate_claims(&emu);
+    claims["aud"] = json!(emu.issuer());
+    let assertion = sign_with_certificate(&certificate_header("PS256"), &claims);
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_certificate_assertion_with_another_thumbprint_is_rejected_with_invalid_client() {
+    let emu = emulator().await;
+    let mut header = certificate_header("RS256");
+    header["x5t#S256"] = json!(URL_SAFE_NO_PAD.encode([7u8; 32]));
+    let assertion = sign_with_certificate(&header, &certificate_claims(&emu));
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"], json!([700027]));
+    assert!(description(&body).starts_with(
+        "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application."
+    ));
+    assert_eq!(
+        last_token_grant(&emu).as_deref(),
+        Some("client_certificate")
+    );
+
+    let mut no_thumbprint = certificate_header("RS256");
+    no_thumbprint["x5t#S256"] = Value::Null;
+    let assertion = sign_with_certificate(&no_thumbprint, &certificate_claims(&emu));
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn a_certificate_assertion_for_another_audience_is_rejected_with_invalid_client() {
+    let emu = emulator().await;
+    let mut claims = certificate_claims(&emu);
+    claims["aud"] = json!("https://login.microsoftonline.com/common/oauth2/v2.0/token");
+    let assertion = sign_with_certificate(&certificate_header("RS256"), &claims);
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"], json!([700023]));
+}
+
+#[tokio::test]
+async fn an_expired_unsigned_or_incomplete_certificate_assertion_is_rejected_with_invalid_client() {
+    let emu = emulator().await;
+    let codes = |body: &Value| body["error_codes"].clone();
+
+    let mut expired = certificate_claims(&emu);
+    expired["exp"] = json!(unix_now() - 60);
+    let assertion = sign_with_certificate(&certificate_header("RS256"), &expired);
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(codes(&response.json().await.unwrap()), json!([700024]));
+
+    // Right thumbprint, wrong key: the emulator's own signing key.
+    let forged = emu.mint_with_header(&certificate_header("RS256"), &certificate_claims(&emu));
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &forged).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(codes(&body), json!([700027]));
+    assert!(description(&body).contains("failed signature validation"));
+
+    let mut no_jti = certificate_claims(&emu);
+    no_jti["jti"] = Value::Null;
+    let assertion = sign_with_certificate(&certificate_header("RS256"), &no_jti);
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 401);
+
+    let mut other_subject = certificate_claims(&emu);
+    other_subject["sub"] = json!(FACADE_APP);
+    let assertion = sign_with_certificate(&certificate_header("RS256"), &other_subject);
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(codes(&response.json().await.unwrap()), json!([700021]));
+
+    let response = assertion_token_response(&emu, FACADE_APP, &certificate_assertion(&emu)).await;
+    assert_eq!(
+        response.status(),
+        401,
+        "an assertion for one app does not authenticate another"
+    );
+}
+
+#[tokio::test]
+async fn a_federated_token_for_the_registered_subject_gets_a_graph_token() {
+    let emu = emulator().await;
+    let federated = emu.federated_token(WORKLOAD_SUBJECT, 3600);
+    let header = jsonwebtoken::decode_header(&federated).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(emu.current_kid().as_str()));
+
+    let response = assertion_token_response(&emu, WORKLOAD_APP, &federated).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        GRAPH_AUDIENCE,
+        &sts_issuer(&emu),
+    );
+    assert_eq!(claims["appid"], WORKLOAD_APP);
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(last_token_grant(&emu).as_deref(), Some("workload_identity"));
+}
+
+#[tokio::test]
+async fn a_federated_token_for_another_subject_or_issuer_finds_no_federated_identity_record() {
+    let emu = emulator().await;
+    let wrong_subject = emu.federated_token("system:serviceaccount:default:intruder", 3600);
+    let response = assertion_token_response(&emu, WORKLOAD_APP, &wrong_subject).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"], json!([700213]));
+    assert!(description(&body).starts_with(
+        "AADSTS700213: No matching federated identity record found for presented assertion subject 'system:serviceaccount:default:intruder'."
+    ));
+
+    let now = unix_now();
+    let other_issuer = emu.mint(&json!({
+        "iss": "https://token.actions.githubusercontent.com",
+        "sub": WORKLOAD_SUBJECT,
+        "aud": "api://AzureADTokenExchange",
+        "iat": now,
+        "exp": now + 600,
+    }));
+    let response = assertion_token_response(&emu, WORKLOAD_APP, &other_issuer).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_codes"], json!([700211]));
+    assert!(description(&body).contains("No matching federated identity record found"));
+
+    let mut other_audience = json!({
+        "iss": FEDERATED_ISSUER,
+        "sub": WORKLOAD_SUBJECT,
+        "aud": "api://something-else",
+        "iat": now,
+        "exp": now + 600,
+    });
+    let response = assertion_token_response(&emu, WORKLOAD_APP, &emu.mint(&other_audience)).await;
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error_codes"],
+        json!([700212])
+    );
+
+    other_audience["aud"] = json!("api://AzureADTokenExchange");
+    other_audience["exp"] = json!(now - 1);
+    let response = assertion_token_response(&emu, WORKLOAD_APP, &emu.mint(&other_audience)).await;
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error_codes"],
+        json!([700024]),
+        "an expired federated token"
+    );
+
+    let federated = emu.federated_token(WORKLOAD_SUBJECT, 3600);
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &federated).await;
+    assert_eq!(
+        response.status(),
+        401,
+        "an app without the federated credential"
+    );
+}
+
+#[tokio::test]
+async fn on_behalf_of_ada_gives_a_graph_token_for_her() {
+    let emu = emulator().await;
+    let user_token = emu.mint(&emu.delegated_claims(ADA));
+    let response = on_behalf_of(&emu, &user_token).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_u64().unwrap() <= 3600);
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        GRAPH_AUDIENCE,
+        &sts_issuer(&emu),
+    );
+    assert_eq!(claims["oid"], ADA);
+    assert_eq!(claims["sub"], ADA);
+    assert_eq!(claims["tid"], emu.tenant_id());
+    assert_eq!(claims["idtyp"], "user");
+    assert_eq!(claims["name"], "Ada Admin");
+    assert_eq!(claims["upn"], "ada@contoso.example");
+    assert_eq!(claims["preferred_username"], "ada@contoso.example");
+    assert_eq!(
+        claims["scp"],
+        "Synchronization.ReadWrite.All Application.Read.All"
+    );
+    assert_eq!(claims["wids"], json!([APPLICATION_ADMINISTRATOR]));
+    assert_eq!(claims["appid"], FACADE_APP);
+    assert_eq!(last_token_grant(&emu).as_deref(), Some("on_behalf_of"));
+
+    let mut short_lived = emu.delegated_claims(ADA);
+    let soon = unix_now() + 120;
+    short_lived["exp"] = json!(soon);
+    let token = on_behalf_of_token(&emu, &emu.mint(&short_lived)).await;
+    let claims = validate(&token, &jwks(&emu).await, GRAPH_AUDIENCE, &sts_issuer(&emu));
+    assert_eq!(
+        claims["exp"], soon,
+        "never outlives the assertion it was exchanged for"
+    );
+}
+
+#[tokio::test]
+async fn on_behalf_of_accepts_a_certificate_assertion_as_the_clients_credential() {
+    let emu = emulator().await;
+    let user_token = emu.mint(&emu.delegated_claims(ADA));
+    let client_assertion = certificate_assertion(&emu);
+    let response = http()
+        .post(emu.token_url())
+        .form(&[
+            ("grant_type", JWT_BEARER),
+            ("requested_token_use", "on_behalf_of"),
+            ("client_id", CERTIFICATE_APP),
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+            ("client_assertion", client_assertion.as_str()),
+            ("assertion", user_token.as_str()),
+            (
+                "scope",
+                "https://graph.microsoft.com/Synchronization.ReadWrite.All",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        GRAPH_AUDIENCE,
+        &sts_issuer(&emu),
+    );
+    assert_eq!(claims["appid"], CERTIFICATE_APP);
+    assert_eq!(claims["appidacr"], "2");
+    assert_eq!(claims["oid"], ADA);
+}
+
+#[tokio::test]
+async fn on_behalf_of_mia_is_refused_with_an_mfa_claims_challenge() {
+    let emu = emulator().await;
+    let response = on_behalf_of(&emu, &emu.mint(&emu.delegated_claims(MIA))).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "interaction_required");
+    assert_eq!(body["error_codes"], json!([50076]));
+    assert_eq!(body["suberror"], "basic_action");
+    assert!(description(&body).starts_with(
+        "AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'."
+    ));
+    let challenge: Value = serde_json::from_str(body["claims"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        challenge,
+        json!({"access_token": {"capolids": {"essential": true, "values": ["c1f2e3d4-0000-4000-8000-000000000001"]}}})
+    );
+    for field in ["timestamp", "trace_id", "correlation_id"] {
+        assert!(body[field].is_string(), "{field}");
+    }
+
+    let mut stepped_up = emu.delegated_claims(MIA);
+    stepped_up["amr"] = json!(["pwd", "mfa"]);
+    let token = on_behalf_of_token(&emu, &emu.mint(&stepped_up)).await;
+    let claims = validate(&token, &jwks(&emu).await, GRAPH_AUDIENCE, &sts_issuer(&emu));
+    assert_eq!(
+        claims["oid"], MIA,
+        "a token that shows MFA satisfies the policy"
+    );
+}
+
+#[tokio::test]
+async fn on_behalf_of_with_an_app_token_a_graph_token_or_an_expired_token_is_an_invalid_grant() {
+    let emu = emulator().await;
+    let app_token = emu.mint(&emu.app_claims(PORTAL_APP));
+    let response = on_behalf_of(&emu, &app_token).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(body["error_codes"], json!([7000114]));
+
+    let mut graph_token = emu.delegated_claims(ADA);
+    graph_token["aud"] = json!(GRAPH_AUDIENCE);
+    let response = on_behalf_of(&emu, &emu.mint(&graph_token)).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(body["error_codes"], json!([50013]));
+
+    let mut expired = emu.delegated_claims(ADA);
+    expired["exp"] = json!(unix_now() - 1);
+    let response = on_behalf_of(&emu, &emu.mint(&expired)).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(body["error_codes"], json!([500133]));
+
+    let user_token = emu.mint(&emu.delegated_claims(ADA));
+    let (signed, _) = user_token.rsplit_once('.').unwrap();
+    let response = on_behalf_of(&emu, &format!("{signed}.AAAA")).await;
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error_codes"],
+        json!([50013])
+    );
+}
+
+#[tokio::test]
+async fn the_graph_start_with_an_on_behalf_of_token_for_ada_succeeds_and_is_recorded_with_her_oid()
+{
+    let emu = emulator().await;
+    let token = on_behalf_of_token(&emu, &emu.mint(&emu.delegated_claims(ADA))).await;
+    let response = start(&emu, Some(&token), SALESFORCE_SP, SALESFORCE_JOB).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        emu.job_status(SALESFORCE_SP, SALESFORCE_JOB).as_deref(),
+        Some("Active")
+    );
+    let call = emu
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == Operation::Start)
+        .unwrap();
+    assert_eq!(call.token_object_id.as_deref(), Some(ADA));
+    assert_eq!(call.token_idtyp.as_deref(), Some("user"));
+    assert_eq!(call.token_app_id.as_deref(), Some(FACADE_APP));
+    assert_eq!(call.grant, None, "grant is for token calls only");
+}
+
+#[tokio::test]
+async fn imds_issues_a_graph_token_for_the_managed_identity_as_imds_answers() {
+    let emu = emulator().await;
+    let response = imds(
+        &emu,
+        "api-version=2018-02-01&resource=https://graph.microsoft.com",
+        true,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["client_id"], MANAGED_APP);
+    assert_eq!(body["expires_in"], "3599");
+    assert_eq!(body["ext_expires_in"], "3599");
+    assert_eq!(body["resource"], "https://graph.microsoft.com");
+    assert_eq!(body["token_type"], "Bearer");
+    let not_before: u64 = body["not_before"].as_str().unwrap().parse().unwrap();
+    let expires_on: u64 = body["expires_on"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires_on - not_before, 3599);
+    assert!(not_before.abs_diff(unix_now()) < 60);
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        GRAPH_AUDIENCE,
+        &sts_issuer(&emu),
+    );
+    assert_eq!(claims["appid"], MANAGED_APP);
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(
+        claims["roles"],
+        json!(["Synchronization.ReadWrite.All", "Application.Read.All"])
+    );
+    assert_eq!(emu.count(Operation::Token), 1);
+    let call = emu.calls().pop().unwrap();
+    assert_eq!(call.grant.as_deref(), Some("managed_identity"));
+    assert_eq!(call.token_app_id.as_deref(), Some(MANAGED_APP));
+    assert_eq!(call.path, "/metadata/identity/oauth2/token");
+
+    let named = imds(
+        &emu,
+        &format!(
+            "api-version=2018-02-01&resource=https%3A%2F%2Fgraph.microsoft.com%2F&client_id={MANAGED_APP}"
+        ),
+        true,
+    )
+    .await;
+    assert_eq!(named.status(), 200);
+    let body: Value = named.json().await.unwrap();
+    assert_eq!(body["client_id"], MANAGED_APP);
+    assert_eq!(body["resource"], "https://graph.microsoft.com/");
+}
+
+#[tokio::test]
+async fn imds_refuses_a_request_without_the_metadata_header_a_resource_or_a_known_identity() {
+    let emu = emulator().await;
+    let query = "api-version=2018-02-01&resource=https://graph.microsoft.com";
+    let response = imds(&emu, query, false).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_request", "error_description": "Required metadata header not specified"})
+    );
+
+    let response = imds(&emu, "api-version=2018-02-01", true).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "invalid_resource"
+    );
+
+    for not_managed in [FACADE_APP, "00000000-0000-4000-8000-000000000000"] {
+        let response = imds(&emu, &format!("{query}&client_id={not_managed}"), true).await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"error": "invalid_request", "error_description": "Identity not found"})
+        );
+    }
+    assert_eq!(emu.count(Operation::Token), 4, "refused calls are counted");
+}
+
+#[tokio::test]
+async fn a_token_fault_applies_to_imds_too() {
+    let emu = emulator().await;
+    emu.inject(Fault {
+        operation: Some(Operation::Token),
+        status: Some(429),
+        retry_after: Some("3".into()),
+        ..Fault::default()
+    });
+    let query = "api-version=2018-02-01&resource=https://graph.microsoft.com";
+    let throttled = imds(&emu, query, true).await;
+    assert_eq!(throttled.status(), 429);
+    assert_eq!(throttled.headers()["retry-after"], "3");
+    assert!(throttled.json::<Value>().await.unwrap()["error"].is_string());
+    assert_eq!(imds(&emu, query, true).await.status(), 200);
+}
+
+#[tokio::test]
+async fn recorded_token_calls_name_their_flow_in_the_control_api() {
+    let emu = emulator().await;
+    let control = |path: &str| format!("{}/_emulator{path}", emu.base_url());
+    graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let order = json!({"kind": "federated", "subject": WORKLOAD_SUBJECT});
+    let minted: Value = http()
+        .post(control("/tokens"))
+        .json(&order)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let federated = minted["access_token"].as_str().unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(federated)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["iss"], FEDERATED_ISSUER);
+    assert_eq!(claims["sub"], WORKLOAD_SUBJECT);
+    assert_eq!(claims["aud"], json!(["api://AzureADTokenExchange"]));
+    let response = assertion_token_response(&emu, WORKLOAD_APP, federated).await;
+    assert_eq!(response.status(), 200);
+
+    let calls: Value = http()
+        .get(control("/calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grants: Vec<&Value> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| &call["grant"])
+        .collect();
+    assert_eq!(
+        grants,
+        [&json!("client_secret"), &json!("workload_identity")]
+    );
 }

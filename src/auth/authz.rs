@@ -18,12 +18,15 @@ pub enum Grant {
     All { permission: String },
     /// Only service principals the caller owns.
     OwnedBy { permission: String },
+    /// A verified webhook delivery, for the hook's configured targets.
+    Hook,
 }
 
 impl Grant {
     pub fn permission(&self) -> &str {
         match self {
             Self::All { permission } | Self::OwnedBy { permission } => permission,
+            Self::Hook => "webhook signature",
         }
     }
 }
@@ -57,6 +60,8 @@ impl Policy {
         match caller.kind {
             CallerKind::Delegated => self.authorize_delegated(caller),
             CallerKind::Application => self.authorize_application(caller),
+            // The signature was verified and the targets are the hook's own configuration.
+            CallerKind::Webhook => Ok(Grant::Hook),
         }
     }
 

@@ -26,6 +26,8 @@ pub const CONSUMER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 pub enum CallerKind {
     Delegated,
     Application,
+    /// A verified webhook delivery; never made from a token.
+    Webhook,
 }
 
 impl CallerKind {
@@ -33,6 +35,7 @@ impl CallerKind {
         match self {
             Self::Delegated => "delegated",
             Self::Application => "application",
+            Self::Webhook => "webhook",
         }
     }
 }

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Emulator, Fault, extend};
+use super::{Emulator, Fault, TOKEN_LIFETIME_SECS, extend};
 
 const JOB_STATUS_CODES: [&str; 5] = ["NotConfigured", "NotRun", "Active", "Paused", "Quarantine"];
 
@@ -74,8 +74,19 @@ async fn rotate(State(emu): State<Emulator>, Query(query): Query<RotateQuery>) -
     rename_all_fields = "camelCase"
 )]
 enum TokenKind {
-    Delegated { user_object_id: String },
-    App { client_id: String },
+    Delegated {
+        user_object_id: String,
+    },
+    App {
+        client_id: String,
+    },
+    /// A workload identity token from [`super::FEDERATED_ISSUER`], for runs of the binary that
+    /// need a federated token file.
+    Federated {
+        subject: String,
+        #[serde(default)]
+        lifetime_secs: Option<u64>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -95,6 +106,10 @@ async fn tokens(State(emu): State<Emulator>, Json(order): Json<TokenOrder>) -> R
         TokenKind::App { client_id } => emu
             .try_app_claims(client_id)
             .ok_or_else(|| format!("no seed application with clientId '{client_id}'")),
+        TokenKind::Federated {
+            subject,
+            lifetime_secs,
+        } => Ok(emu.federated_claims(subject, lifetime_secs.unwrap_or(TOKEN_LIFETIME_SECS))),
     };
     match claims {
         Ok(mut claims) => {

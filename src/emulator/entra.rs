@@ -1,5 +1,14 @@
-//! The Entra side of the emulator: OpenID discovery, the JWKS and the OAuth2 token endpoint,
-//! answering errors in Entra's `AADSTS` shape.
+//! The Entra side of the emulator: OpenID discovery, the JWKS, the OAuth2 token endpoint
+//! (client credentials and on-behalf-of) and the managed identity (IMDS) endpoint, answering
+//! errors in Entra's `AADSTS` shape.
+//!
+//! Submodules own one concern each: [`client_auth`] (how a client proves who it is: secret,
+//! certificate assertion, federated assertion), [`on_behalf_of`] (exchanging a user's token)
+//! and [`imds`] (the managed identity endpoint, which speaks IMDS rather than OAuth2).
+
+mod client_auth;
+mod imds;
+mod on_behalf_of;
 
 use std::collections::HashMap;
 
@@ -11,6 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
 use super::conn::ConnKill;
@@ -18,15 +28,28 @@ use super::{
     Emulator, FACADE_AUDIENCE, GRAPH_AUDIENCE, Operation, RecordedCall, SeedApplication, extend,
     header_str,
 };
+use client_auth::Credential;
+
+pub(crate) use imds::token as imds_token;
 
 /// Token requests are small; anything bigger is not a token request.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The grant type of on-behalf-of requests (RFC 7523 JWT bearer grant).
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Graph's application id, which Entra accepts as Graph's resource name too.
+const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+/// What Entra's access tokens say they last, a second short of the token's own lifetime.
+const EXPIRES_IN_SECS: u64 = 3599;
+/// Entra tolerates five minutes of clock skew on `nbf`.
+const CLOCK_SKEW_SECS: u64 = 300;
 
 pub(crate) struct EntraError {
     status: StatusCode,
     error: &'static str,
     code: u32,
     description: String,
+    /// Members added to the body, such as a claims challenge's `suberror` and `claims`.
+    extra: Option<Value>,
 }
 
 impl EntraError {
@@ -41,7 +64,23 @@ impl EntraError {
             error,
             code,
             description: description.into(),
+            extra: None,
         }
+    }
+
+    /// A failed client authentication: always 401 `invalid_client`, as Entra answers.
+    fn invalid_client(code: u32, description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            description,
+        )
+    }
+
+    /// A grant (here: the user's assertion) Entra will not redeem.
+    fn invalid_grant(code: u32, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", code, description)
     }
 
     fn missing(parameter: &str) -> Self {
@@ -51,6 +90,20 @@ impl EntraError {
             900144,
             format!("The request body must contain the following parameter: '{parameter}'."),
         )
+    }
+
+    fn malformed(detail: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            9002313,
+            format!("Invalid request. Request is malformed or invalid. {detail}"),
+        )
+    }
+
+    fn with_fields(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
     }
 
     fn for_status(status: StatusCode) -> Self {
@@ -86,7 +139,7 @@ impl EntraError {
             "AADSTS{}: {} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}",
             self.code, self.description
         );
-        let body = json!({
+        let mut body = json!({
             "error": self.error,
             "error_description": description,
             "error_codes": [self.code],
@@ -95,6 +148,9 @@ impl EntraError {
             "correlation_id": correlation_id,
             "error_uri": format!("https://login.microsoftonline.com/error?code={}", self.code),
         });
+        if let Some(extra) = self.extra {
+            extend(&mut body, extra);
+        }
         json_response(self.status, body)
     }
 }
@@ -185,6 +241,18 @@ pub(crate) async fn jwks(
     document(emu.clone(), kill, Operation::Jwks, request, body).await
 }
 
+/// `application/x-www-form-urlencoded` (a token request body, an IMDS query) → name → value.
+fn form_params(text: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(text)
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(name), form_decode(value))
+        })
+        .collect()
+}
+
 /// A parsed token request: form parameters plus HTTP Basic client credentials, if any.
 struct TokenRequest {
     params: HashMap<String, String>,
@@ -193,14 +261,6 @@ struct TokenRequest {
 
 impl TokenRequest {
     fn parse(headers: &HeaderMap, body: &[u8]) -> Self {
-        let params = String::from_utf8_lossy(body)
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (form_decode(name), form_decode(value))
-            })
-            .collect();
         let basic = header_str(headers, "authorization")
             .and_then(|value| value.strip_prefix("Basic "))
             .and_then(|encoded| STANDARD.decode(encoded.trim()).ok())
@@ -209,7 +269,10 @@ impl TokenRequest {
                 let (id, secret) = decoded.split_once(':')?;
                 Some((form_decode(id), form_decode(secret)))
             });
-        Self { params, basic }
+        Self {
+            params: form_params(body),
+            basic,
+        }
     }
 
     fn param(&self, name: &str) -> Option<&str> {
@@ -227,6 +290,19 @@ impl TokenRequest {
     fn client_secret(&self) -> Option<&str> {
         self.param("client_secret")
             .or(self.basic.as_ref().map(|(_, secret)| secret.as_str()))
+            .filter(|secret| !secret.is_empty())
+    }
+
+    /// The flow the request asks for, for the call log; read before anything is verified so
+    /// that rejected requests are recorded with it too.
+    fn flow(&self) -> Option<&'static str> {
+        match self.param("grant_type")? {
+            "client_credentials" => client_auth::presented(self).map(Credential::grant),
+            JWT_BEARER_GRANT if self.param("requested_token_use") == Some("on_behalf_of") => {
+                Some("on_behalf_of")
+            }
+            _ => None,
+        }
     }
 }
 
@@ -249,6 +325,7 @@ pub(crate) async fn token(
     let token_request = TokenRequest::parse(&parts.headers, &body);
     let mut call = RecordedCall::new(Operation::Token, &parts);
     call.token_app_id = token_request.client_id().map(str::to_owned);
+    call.grant = token_request.flow().map(str::to_owned);
     let headers = &parts.headers;
     let work = || match issue(&emu, &tenant, &token_request) {
         Ok(body) => json_response(StatusCode::OK, body),
@@ -263,12 +340,13 @@ pub(crate) async fn token(
     .await
 }
 
-/// One arm per grant type; on-behalf-of and client assertions slot in here.
+/// One arm per grant type.
 fn issue(emu: &Emulator, tenant: &str, request: &TokenRequest) -> Result<Value, EntraError> {
     check_tenant(emu, tenant, false)?;
     match request.param("grant_type") {
         None => Err(EntraError::missing("grant_type")),
         Some("client_credentials") => client_credentials(emu, request),
+        Some(JWT_BEARER_GRANT) => on_behalf_of::exchange(emu, request),
         Some(other) => Err(EntraError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -279,15 +357,8 @@ fn issue(emu: &Emulator, tenant: &str, request: &TokenRequest) -> Result<Value, 
 }
 
 fn client_credentials(emu: &Emulator, request: &TokenRequest) -> Result<Value, EntraError> {
-    let app = authenticate_client(emu, request)?;
-    let scope = request.param("scope").ok_or_else(|| {
-        EntraError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            90014,
-            "The required field 'scope' is missing from the credential. Ensure that you have all the necessary parameters for the login request.",
-        )
-    })?;
+    let client = client_auth::authenticate(emu, request)?;
+    let scope = required_scope(request)?;
     let resource = scope.trim().strip_suffix("/.default").ok_or_else(|| {
         EntraError::new(
             StatusCode::BAD_REQUEST,
@@ -296,69 +367,68 @@ fn client_credentials(emu: &Emulator, request: &TokenRequest) -> Result<Value, E
             format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
         )
     })?;
-    let claims = match resource.trim_end_matches('/') {
-        GRAPH_AUDIENCE | "00000003-0000-0000-c000-000000000000" => graph_claims(emu, app),
-        FACADE_AUDIENCE => emu.app_claims(&app.client_id),
-        other => {
-            return Err(EntraError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_resource",
-                500011,
-                format!(
-                    "The resource principal named {other} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
-                    emu.tenant_id()
-                ),
-            ));
-        }
-    };
+    let claims = app_token_claims(emu, client.app, resource, client.credential)?;
     Ok(json!({
         "token_type": "Bearer",
-        "expires_in": 3599,
-        "ext_expires_in": 3599,
+        "expires_in": EXPIRES_IN_SECS,
+        "ext_expires_in": EXPIRES_IN_SECS,
         "access_token": emu.mint(&claims),
     }))
 }
 
-fn authenticate_client<'a>(
-    emu: &'a Emulator,
-    request: &TokenRequest,
-) -> Result<&'a SeedApplication, EntraError> {
-    let client_id = request
-        .client_id()
-        .ok_or_else(|| EntraError::missing("client_id"))?;
-    let app = emu.application(client_id).ok_or_else(|| {
+fn required_scope(request: &TokenRequest) -> Result<&str, EntraError> {
+    request.param("scope").ok_or_else(|| {
         EntraError::new(
             StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            700016,
-            format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", emu.tenant_id()),
+            "invalid_request",
+            90014,
+            "The required field 'scope' is missing from the credential. Ensure that you have all the necessary parameters for the login request.",
         )
-    })?;
-    let secret = request.client_secret().ok_or_else(|| {
-        EntraError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        )
-    })?;
-    if secret != app.client_secret {
-        return Err(EntraError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            format!(
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
-                app.client_id
-            ),
-        ));
+    })
+}
+
+fn is_graph(resource: &str) -> bool {
+    matches!(
+        resource.trim_end_matches('/'),
+        GRAPH_AUDIENCE | GRAPH_APP_ID
+    )
+}
+
+/// The claims of an application token for `resource` (Graph or the facade's own API), shared by
+/// client credentials and managed identity.
+fn app_token_claims(
+    emu: &Emulator,
+    app: &SeedApplication,
+    resource: &str,
+    credential: Credential,
+) -> Result<Value, EntraError> {
+    match resource.trim_end_matches('/') {
+        GRAPH_AUDIENCE | GRAPH_APP_ID => Ok(graph_claims(emu, app, credential)),
+        FACADE_AUDIENCE => Ok(emu.app_claims(&app.client_id)),
+        other => Err(unknown_resource(emu, other)),
     }
-    Ok(app)
+}
+
+fn unknown_resource(emu: &Emulator, resource: &str) -> EntraError {
+    EntraError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_resource",
+        500011,
+        format!(
+            "The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
+            emu.tenant_id()
+        ),
+    )
+}
+
+/// The v1.0 issuer Graph access tokens carry.
+fn graph_issuer(emu: &Emulator) -> String {
+    format!("https://sts.windows.net/{}/", emu.tenant_id())
 }
 
 /// A v1.0 Graph access token, as Entra issues for client credentials.
-fn graph_claims(emu: &Emulator, app: &SeedApplication) -> Value {
-    let issuer = format!("https://sts.windows.net/{}/", emu.tenant_id());
+fn graph_claims(emu: &Emulator, app: &SeedApplication, credential: Credential) -> Value {
+    let issuer = graph_issuer(emu);
     let oid = emu.app_object_id(&app.client_id).unwrap_or_default();
     let mut claims = emu.base_claims(GRAPH_AUDIENCE, &issuer);
     extend(
@@ -367,7 +437,7 @@ fn graph_claims(emu: &Emulator, app: &SeedApplication) -> Value {
             "app_displayname": app.display_name,
             "appid": app.client_id,
             "azp": app.client_id,
-            "appidacr": "1",
+            "appidacr": credential.appidacr(),
             "idp": issuer,
             "idtyp": "app",
             "oid": oid,
@@ -378,4 +448,42 @@ fn graph_claims(emu: &Emulator, app: &SeedApplication) -> Value {
         }),
     );
     claims
+}
+
+/// `aud` as a list: a JWT may carry one audience as a string or several as an array.
+fn audiences(claims: &Value) -> Vec<&str> {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => vec![aud.as_str()],
+        Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The times an assertion is valid between, when it is not valid now; Entra's messages quote
+/// them.
+struct Lifetime {
+    now: u64,
+    nbf: Option<u64>,
+    exp: Option<u64>,
+}
+
+impl Lifetime {
+    /// `Err` with the times when `exp` is missing or past, or `nbf` is beyond the skew.
+    fn check(claims: &Value, now: u64) -> Result<(), Lifetime> {
+        let time = |name: &str| claims.get(name).and_then(Value::as_u64);
+        let (nbf, exp) = (time("nbf"), time("exp"));
+        let expired = exp.is_none_or(|exp| exp <= now);
+        let early = nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS);
+        match expired || early {
+            true => Err(Lifetime { now, nbf, exp }),
+            false => Ok(()),
+        }
+    }
+
+    fn describe(secs: Option<u64>) -> String {
+        secs.and_then(|secs| i64::try_from(secs).ok())
+            .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+            .and_then(|at| at.format(&Rfc3339).ok())
+            .unwrap_or_else(|| "(none)".to_owned())
+    }
 }

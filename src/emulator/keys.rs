@@ -1,5 +1,6 @@
 //! The emulator's signing keys: RSA key generation and rotation, the published JWKS, and
-//! minting and checking compact RS256 JWTs.
+//! minting and checking compact RS256 JWTs; also checking client assertions against a key an
+//! application registered (RS256 or PS256).
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{
-    KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, UnparsedPublicKey,
+    KeyPair as _, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RSA_PSS_2048_8192_SHA256,
+    UnparsedPublicKey,
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -166,4 +168,34 @@ impl Jwt {
     pub(crate) fn claim_str(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)
     }
+
+    pub(crate) fn header_str(&self, name: &str) -> Option<&str> {
+        self.header.get(name).and_then(Value::as_str)
+    }
+
+    /// Checks the signature against an SPKI PEM public key, for the algorithms Entra accepts on
+    /// certificate client assertions. `None` when the PEM holds no usable RSA key, so that a
+    /// broken seed is told apart from a bad signature.
+    pub(crate) fn verifies_with_pem(&self, spki_pem: &str) -> Option<bool> {
+        let der = pem_block(spki_pem, "PUBLIC KEY")?;
+        aws_lc_rs::rsa::PublicKey::from_der(&der).ok()?;
+        let algorithm = match self.header_str("alg") {
+            Some("RS256") => &RSA_PKCS1_2048_8192_SHA256,
+            Some("PS256") => &RSA_PSS_2048_8192_SHA256,
+            _ => return Some(false),
+        };
+        let verified = UnparsedPublicKey::new(algorithm, der)
+            .verify(self.signing_input.as_bytes(), &self.signature)
+            .is_ok();
+        Some(verified)
+    }
+}
+
+/// The DER inside the first `-----BEGIN {label}-----` block of a PEM text.
+fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let body = pem.split_once(&begin)?.1.split_once(&end)?.0;
+    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    STANDARD.decode(base64).ok()
 }

@@ -2,7 +2,8 @@
 //! `syncjob-facade emulator` and the integration tests: seed data, the shared state (directory,
 //! signing keys, faults, call log), the server's lifecycle and the token helpers for callers.
 //!
-//! Submodules own one surface each: [`entra`] (discovery, JWKS, token endpoint), [`graph`]
+//! Submodules own one surface each: [`entra`] (discovery, JWKS, the token endpoint with its
+//! client credentials and on-behalf-of grants, the managed identity endpoint), [`graph`]
 //! (the synchronization-job API), [`control`] (`/_emulator/...` for tests and demos), [`keys`]
 //! (RSA keys and JWTs) and [`conn`] (connections that a fault can cut).
 
@@ -35,6 +36,12 @@ use keys::KeySet;
 pub const FACADE_AUDIENCE: &str = "api://syncjob-facade";
 /// The audience of the Graph access tokens the token endpoint issues.
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+/// The issuer of the emulator's federated (workload identity) tokens, as a Kubernetes cluster's
+/// service account issuer would be. It signs with the emulator's own keys; see
+/// [`Emulator::federated_token`].
+pub const FEDERATED_ISSUER: &str = "https://oidc.emulator.invalid/cluster";
+/// The audience Entra expects on federated tokens exchanged for its own.
+pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// Lifetime of every token the emulator mints, as Entra's default.
 const TOKEN_LIFETIME_SECS: u64 = 3600;
@@ -61,9 +68,48 @@ pub struct SeedApplication {
     pub client_id: String,
     #[serde(default)]
     pub object_id: Option<String>,
+    /// Empty (or absent from the seed) means the application has no secret, as a managed
+    /// identity or a certificate-only application: no secret then authenticates it.
+    #[serde(default)]
     pub client_secret: String,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// A certificate credential: client assertions signed by its key authenticate the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SeedCertificate>,
+    /// Federated identity credentials: tokens from these issuers for these subjects
+    /// authenticate the app (workload identity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub federated_credentials: Vec<SeedFederatedCredential>,
+    /// The app is a managed identity, answered by the IMDS-style token endpoint.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub managed_identity: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedCertificate {
+    /// SPKI PEM (`-----BEGIN PUBLIC KEY-----`) of the certificate's key.
+    pub public_key_pem: String,
+    /// Base64url SHA-256 of the certificate's DER: the `x5t#S256` that assertions must carry.
+    pub thumbprint_s256: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedFederatedCredential {
+    pub issuer: String,
+    pub subject: String,
+    #[serde(default = "default_federated_audiences")]
+    pub audiences: Vec<String>,
+}
+
+fn default_federated_audiences() -> Vec<String> {
+    vec![FEDERATED_AUDIENCE.to_owned()]
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -74,6 +120,10 @@ pub struct SeedUser {
     pub preferred_username: String,
     #[serde(default)]
     pub wids: Vec<String>,
+    /// A Conditional Access policy demands MFA for Graph: on-behalf-of answers
+    /// `interaction_required` unless the user's token shows MFA (`amr` holds `mfa`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub requires_mfa: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -188,6 +238,10 @@ pub struct RecordedCall {
     pub headers: Vec<(String, String)>,
     /// The status answered; 0 while the answer is pending or when the connection was dropped.
     pub status: u16,
+    /// For `Token` calls, the flow the request used: `client_secret`, `client_certificate`,
+    /// `workload_identity`, `on_behalf_of` or `managed_identity`; `None` when the request names
+    /// no flow the emulator knows, and for every other operation.
+    pub grant: Option<String>,
 }
 
 impl RecordedCall {
@@ -211,6 +265,7 @@ impl RecordedCall {
             token_idtyp: None,
             headers,
             status: 0,
+            grant: None,
         }
     }
 }
@@ -359,6 +414,13 @@ impl Emulator {
             .unwrap_or_else(|| panic!("no seed application with clientId {client_id}"))
     }
 
+    /// A token from [`FEDERATED_ISSUER`] for `subject`, valid for `lifetime_secs` from now, as
+    /// a Kubernetes service account token projected for workload identity: a client assertion
+    /// for an application whose federated credential names this issuer and subject.
+    pub fn federated_token(&self, subject: &str, lifetime_secs: u64) -> String {
+        self.mint(&self.federated_claims(subject, lifetime_secs))
+    }
+
     /// RS256 with the current key; the claims are signed exactly as given.
     pub fn mint(&self, claims: &Value) -> String {
         lock(&self.0.keys).mint(claims)
@@ -434,10 +496,7 @@ impl Emulator {
 impl Emulator {
     fn try_delegated_claims(&self, user_object_id: &str) -> Option<Value> {
         let seed = self.seed();
-        let user = seed
-            .users
-            .iter()
-            .find(|user| user.object_id.eq_ignore_ascii_case(user_object_id))?;
+        let user = self.user(user_object_id)?;
         let portal = seed
             .applications
             .iter()
@@ -479,6 +538,27 @@ impl Emulator {
             }),
         );
         Some(claims)
+    }
+
+    fn federated_claims(&self, subject: &str, lifetime_secs: u64) -> Value {
+        let now = unix_now();
+        // The audience is a list, as in the tokens Kubernetes projects into pods.
+        json!({
+            "iss": FEDERATED_ISSUER,
+            "sub": subject,
+            "aud": [FEDERATED_AUDIENCE],
+            "iat": now,
+            "nbf": now,
+            "exp": now.saturating_add(lifetime_secs),
+            "jti": uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    fn user(&self, object_id: &str) -> Option<&SeedUser> {
+        self.seed()
+            .users
+            .iter()
+            .find(|user| user.object_id.eq_ignore_ascii_case(object_id))
     }
 
     fn base_claims(&self, audience: &str, issuer: &str) -> Value {
@@ -613,6 +693,7 @@ fn router(emulator: Emulator) -> Router {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route("/metadata/identity/oauth2/token", get(entra::imds_token))
         .nest("/_emulator", control::routes())
         .fallback(graph::dispatch)
         .with_state(emulator)

@@ -5,14 +5,15 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Retries allowed per first attempt, and the most that can be saved up.
-const DEPOSIT: f64 = 0.2;
-const MAX_BALANCE: f64 = 10.0;
+/// In tenths of a retry: a first attempt earns a fifth of a retry; at most ten are saved up.
+const DEPOSIT: u32 = 2;
+const RETRY: u32 = 10;
+const MAX_BALANCE: u32 = 100;
 
 /// A token bucket for retries: every first attempt deposits a fraction of a retry, every retry
 /// withdraws a whole one.
 pub struct RetryBudget {
-    balance: Mutex<f64>,
+    balance: Mutex<u32>,
 }
 
 impl Default for RetryBudget {
@@ -32,8 +33,8 @@ impl RetryBudget {
     /// True when a retry may be sent.
     pub fn withdraw(&self) -> bool {
         let mut balance = self.balance.lock().expect("budget lock");
-        if *balance >= 1.0 {
-            *balance -= 1.0;
+        if *balance >= RETRY {
+            *balance -= RETRY;
             true
         } else {
             false

@@ -149,9 +149,9 @@ pub enum Idempotent {
 }
 
 #[derive(Serialize, Deserialize)]
-struct IdempotencyRecord {
+struct IdempotencyRecord<T> {
     target: String,
-    outcome: Option<Outcome>,
+    outcome: Option<T>,
 }
 
 pub struct Guard {
@@ -358,8 +358,8 @@ impl Guard {
         Ok(outcome)
     }
 
-    fn idempotency_key(scope: &str, key: &IdempotencyKey) -> String {
-        let digest = Sha256::digest(format!("{scope}\n{}", key.0).as_bytes());
+    fn idempotency_key(scope: &str, key: &str) -> String {
+        let digest = Sha256::digest(format!("{scope}\n{key}").as_bytes());
         format!(
             "idem:{}",
             digest
@@ -376,46 +376,21 @@ impl Guard {
         key: &IdempotencyKey,
         job: &JobKey,
     ) -> Result<Idempotent, ApiError> {
-        let store_key = Self::idempotency_key(scope, key);
-        let claim = serde_json::to_string(&IdempotencyRecord {
-            target: job.0.clone(),
-            outcome: None,
-        })
-        .map_err(ApiError::internal)?;
-        let deadline = Instant::now() + self.wait_bound;
-        loop {
-            if self
-                .replies
-                .set_nx(&store_key, &claim, IDEMPOTENCY_TTL)
-                .await
-                .map_err(unavailable)?
-            {
-                return Ok(Idempotent::Fresh);
-            }
-            let Some(text) = self.replies.get(&store_key).await.map_err(unavailable)? else {
-                continue;
-            };
-            let record: IdempotencyRecord =
-                serde_json::from_str(&text).map_err(ApiError::internal)?;
-            if record.target != job.0 {
-                return Err(ApiError::new(
+        let claimed = self.claim(&Self::idempotency_key(scope, &key.0), &job.0).await.map_err(|reused| {
+            if reused {
+                ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "IdempotencyKeyReused",
                     "This Idempotency-Key was already used for another synchronization job; use a new key for a new start.",
-                ));
-            }
-            if let Some(outcome) = record.outcome {
-                return Ok(Idempotent::Replay(outcome));
-            }
-            if Instant::now() >= deadline {
-                return Err(ApiError::conflict(
-                    "IdempotencyKeyInProgress",
-                    "A request with this Idempotency-Key is still in progress; retry later.",
                 )
-                .with_retry_after(1));
+            } else {
+                ApiError::conflict("IdempotencyKeyInProgress", "A request with this Idempotency-Key is still in progress; retry later.").with_retry_after(1)
             }
-            tokio::time::sleep(POLL).await;
-        }
+        });
+        Ok(match claimed?? {
+            Some(outcome) => Idempotent::Replay(outcome),
+            None => Idempotent::Fresh,
+        })
     }
 
     /// Records the answer for a claimed key; answers a retry may cure release the key instead.
@@ -426,17 +401,108 @@ impl Guard {
         job: &JobKey,
         outcome: &Outcome,
     ) {
-        let store_key = Self::idempotency_key(scope, key);
-        let result = if outcome.is_final() {
-            match serde_json::to_string(&IdempotencyRecord {
-                target: job.0.clone(),
-                outcome: Some(outcome.clone()),
-            }) {
-                Ok(text) => self.replies.set(&store_key, &text, IDEMPOTENCY_TTL).await,
-                Err(error) => Err(StoreError(error.to_string())),
+        self.settle(
+            &Self::idempotency_key(scope, &key.0),
+            &job.0,
+            outcome.is_final().then_some(outcome),
+        )
+        .await;
+    }
+
+    /// A webhook delivery: the first answer for this hook and delivery id, or `None` when this
+    /// request is the first (it then calls `finish_delivery`).
+    pub async fn begin_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        let claimed = self
+            .claim(
+                &Self::idempotency_key(&format!("hook:{hook}"), delivery_id),
+                hook,
+            )
+            .await
+            .map_err(|_| {
+                ApiError::conflict(
+                    "DeliveryInProgress",
+                    "This delivery is still being processed; it is answered once.",
+                )
+                .with_retry_after(1)
+            });
+        claimed?
+    }
+
+    /// Records a delivery's answer; `None` forgets the delivery so that a redelivery runs again.
+    pub async fn finish_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+        answer: Option<&serde_json::Value>,
+    ) {
+        self.settle(
+            &Self::idempotency_key(&format!("hook:{hook}"), delivery_id),
+            hook,
+            answer,
+        )
+        .await;
+    }
+
+    /// Claims `store_key` for `target`: `Ok(Ok(None))` when fresh, `Ok(Ok(Some(answer)))` when
+    /// answered before, `Ok(Err(true))` when claimed for another target, `Ok(Err(false))` when
+    /// still in progress after the wait bound.
+    async fn claim<T: serde::de::DeserializeOwned + Serialize>(
+        &self,
+        store_key: &str,
+        target: &str,
+    ) -> Result<Result<Option<T>, ApiError>, bool> {
+        let claim = serde_json::to_string(&IdempotencyRecord::<T> {
+            target: target.to_owned(),
+            outcome: None,
+        })
+        .expect("record serialises");
+        let deadline = Instant::now() + self.wait_bound;
+        loop {
+            match self
+                .replies
+                .set_nx(store_key, &claim, IDEMPOTENCY_TTL)
+                .await
+            {
+                Err(error) => return Ok(Err(unavailable(error))),
+                Ok(true) => return Ok(Ok(None)),
+                Ok(false) => {}
             }
-        } else {
-            self.replies.delete(&store_key).await
+            let text = match self.replies.get(store_key).await {
+                Err(error) => return Ok(Err(unavailable(error))),
+                Ok(None) => continue,
+                Ok(Some(text)) => text,
+            };
+            let record: IdempotencyRecord<T> = match serde_json::from_str(&text) {
+                Ok(record) => record,
+                Err(error) => return Ok(Err(ApiError::internal(error))),
+            };
+            if record.target != target {
+                return Err(true);
+            }
+            if let Some(outcome) = record.outcome {
+                return Ok(Ok(Some(outcome)));
+            }
+            if Instant::now() >= deadline {
+                return Err(false);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn settle<T: Serialize>(&self, store_key: &str, target: &str, outcome: Option<&T>) {
+        let result = match outcome {
+            Some(outcome) => match serde_json::to_string(&IdempotencyRecord {
+                target: target.to_owned(),
+                outcome: Some(outcome),
+            }) {
+                Ok(text) => self.replies.set(store_key, &text, IDEMPOTENCY_TTL).await,
+                Err(error) => Err(StoreError(error.to_string())),
+            },
+            None => self.replies.delete(store_key).await,
         };
         if let Err(error) = result {
             tracing::error!(%error, "could not record an idempotent answer");

@@ -6,6 +6,7 @@
 pub mod context;
 pub mod extract;
 pub mod graph_path;
+pub mod hooks;
 pub mod identity;
 
 use std::sync::Arc;
@@ -151,6 +152,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(start_identity))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(hooks::deliver))
 }
 
 /// The OpenAPI document of the service.

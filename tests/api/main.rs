@@ -13,3 +13,4 @@ mod proxy;
 mod redis;
 mod start;
 mod upstream;
+mod webhooks;

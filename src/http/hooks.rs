@@ -1,0 +1,158 @@
+//! `POST /hooks/{name}`: signed (or bearer) deliveries that start a hook's configured targets.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::auth::{Caller, CallerKind};
+use crate::config::{Secret, WebhookConfig};
+use crate::error::ApiError;
+use crate::graph::Forwarding;
+use crate::ids::{ApiVersion, JobId, ServicePrincipalId, ServicePrincipalRef};
+use crate::start::{Answer, StartRequest, Switches};
+use crate::webhooks;
+
+/// The caller a verified signature stands for: the hook itself, named in the audit trail by its
+/// name and the delivery id.
+fn hook_caller(hook: &WebhookConfig, delivery_id: &str) -> Caller {
+    Caller {
+        kind: CallerKind::Webhook,
+        tenant_id: String::new(),
+        object_id: format!("webhook:{}", hook.name),
+        app_id: Some(delivery_id.to_owned()),
+        name: Some(hook.name.clone()),
+        scopes: Vec::new(),
+        roles: Vec::new(),
+        directory_roles: Vec::new(),
+        token: Secret::new(""),
+    }
+}
+
+/// Starts every target of a hook.
+///
+/// `202 Accepted` with a per-target summary once the starts are decided; a repeated delivery
+/// id returns the first summary and starts nothing.
+#[utoipa::path(
+    post,
+    path = "/hooks/{name}",
+    tag = "webhooks",
+    security((), ("bearer" = [])),
+    params(
+        ("name" = String, Path, description = "The hook's configured name"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks delivery id"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks Unix timestamp"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks signatures: v1,<base64> ..."),
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub: sha256=<hex>"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "GitHub delivery id"),
+    ),
+    request_body(content = String, description = "Any payload; it is verified, never used to choose a target"),
+    responses(
+        (status = 202, description = "Per-target summary: started, suppressed (guard) or failed"),
+        (status = 401, description = "Missing or bad signature, stale timestamp", body = crate::openapi::GraphError),
+        (status = 404, description = "Unknown hook", body = crate::openapi::GraphError),
+        (status = 413, description = "Body too large", body = crate::openapi::GraphError),
+    ),
+)]
+pub async fn deliver(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+    forwarding: Forwarding,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Some(hook) = state.config.webhooks.iter().find(|h| h.name == name) else {
+        return Err(ApiError::not_found(
+            "No webhook with this name is configured.",
+        ));
+    };
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(state.config.server.body_limit_bytes)
+        } else {
+            ApiError::bad_request("The request body could not be read.")
+        }
+    })?;
+    let (caller, delivery_id) = if hook.allow_bearer && headers.contains_key(header::AUTHORIZATION)
+    {
+        // An Entra-token sender (Azure Monitor secure webhooks): authorised per target like any caller.
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (caller?, id)
+    } else if hook.secrets.is_empty() {
+        return Err(ApiError::missing_token());
+    } else {
+        let id = webhooks::verify(hook, &headers, &body, jsonwebtoken::get_current_timestamp())?;
+        (hook_caller(hook, &id), Some(id))
+    };
+    let guard = state.starts.guard();
+    if let Some(id) = &delivery_id
+        && let Some(first) = guard.begin_delivery(&hook.name, id).await?
+    {
+        let mut response = (StatusCode::ACCEPTED, axum::Json(first)).into_response();
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(response);
+    }
+    let version = ApiVersion::parse(&hook.api_version).unwrap_or(ApiVersion::V1);
+    let mut results = Vec::with_capacity(hook.targets.len());
+    let mut retriable = false;
+    for target in &hook.targets {
+        let request = StartRequest {
+            version,
+            service_principal: ServicePrincipalRef::Id(ServicePrincipalId::parse(
+                &target.service_principal_id,
+            )?),
+            job: JobId::parse(&target.synchronization_job_id)?,
+            switches: Switches::default(),
+            forwarding: forwarding.clone(),
+            idempotency_key: None,
+            route: "webhook",
+        };
+        let (outcome, upstream_error) =
+            match state.starts.start_detached(caller.clone(), request).await {
+                Ok(Answer::Started { upstream, .. }) => (
+                    Ok((
+                        upstream.status.as_u16(),
+                        upstream.request_id().map(str::to_owned),
+                    )),
+                    None,
+                ),
+                Ok(Answer::Upstream(upstream)) => {
+                    let error = serde_json::from_slice::<Value>(&upstream.body).ok();
+                    (
+                        Ok((
+                            upstream.status.as_u16(),
+                            upstream.request_id().map(str::to_owned),
+                        )),
+                        error,
+                    )
+                }
+                Ok(Answer::WhatIf(_)) => unreachable!("hooks never ask whatIf"),
+                Err(error) => (Err(error), None),
+            };
+        let (entry, again) = webhooks::summary_entry(
+            &target.service_principal_id,
+            &target.synchronization_job_id,
+            outcome,
+            upstream_error,
+        );
+        retriable |= again;
+        results.push(entry);
+    }
+    let summary = json!({ "hook": hook.name, "deliveryId": delivery_id, "results": results });
+    if let Some(id) = &delivery_id {
+        // A delivery whose starts failed for a reason a retry may cure is forgotten, so that a
+        // redelivery tries again; otherwise redeliveries get this summary.
+        guard
+            .finish_delivery(&hook.name, id, (!retriable).then_some(&summary))
+            .await;
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(summary)).into_response())
+}
