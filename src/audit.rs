@@ -13,8 +13,10 @@ pub enum Decision {
     Forwarded,
     /// Refused before reaching Graph: permission, ownership.
     Denied,
-    /// Refused by the job guard: job active, cooldown.
-    Refused,
+    /// Refused by the job guard: the job is in its cooldown.
+    Cooldown,
+    /// Refused by the job guard: preflight found the job running.
+    Active,
     /// `whatIf`: reported, not sent.
     WhatIf,
     /// Could not be decided: Graph or a dependency failed on the way.
@@ -30,7 +32,8 @@ impl Decision {
         match self {
             Self::Forwarded => "forwarded",
             Self::Denied => "denied",
-            Self::Refused => "refused",
+            Self::Cooldown => "cooldown",
+            Self::Active => "active",
             Self::WhatIf => "whatIf",
             Self::Failed => "failed",
             Self::Coalesced => "coalesced",
@@ -59,6 +62,8 @@ pub struct Event<'a> {
 }
 
 pub fn record(event: &Event<'_>) {
+    metrics::counter!(crate::telemetry::START_DECISIONS, "decision" => event.decision.as_str())
+        .increment(1);
     let app_id_key = match event.target.requested {
         ServicePrincipalRef::AppId(app_id) => Some(app_id.as_str()),
         ServicePrincipalRef::Id(_) => None,

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod openapi;
 pub mod server;
 pub mod start;
+pub mod telemetry;
 pub mod webhooks;
 
 /// Errors that stop the program.

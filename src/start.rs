@@ -277,7 +277,7 @@ impl StartService {
             Err(error) => return Outcome::from_error(&progress.fail(error)),
             Ok(Some(remaining)) => {
                 let error = self.guard.cooldown_error(&request.job, remaining);
-                progress.audit(Decision::Refused, &error.message, None);
+                progress.audit(Decision::Cooldown, &error.message, None);
                 return Outcome::from_error(&error);
             }
             Ok(None) => {}
@@ -298,7 +298,7 @@ impl StartService {
             }
             Err(error) => {
                 let decision = if error.code == "SyncJobStartCooldown" {
-                    Decision::Refused
+                    Decision::Cooldown
                 } else {
                     Decision::Failed
                 };
@@ -323,7 +323,7 @@ impl StartService {
             }
             Ok(Ok(status)) => {
                 if let Some(refusal) = active_refusal(request, status.as_deref()) {
-                    progress.audit(Decision::Refused, &refusal.message, None);
+                    progress.audit(Decision::Active, &refusal.message, None);
                     return Outcome::from_error(&refusal);
                 }
             }

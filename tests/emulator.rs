@@ -12,7 +12,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use syncjob_facade::emulator::{
-    Emulator, FACADE_AUDIENCE, FEDERATED_ISSUER, Fault, GRAPH_AUDIENCE, Operation, Seed,
+    Emulator, FACADE_AUDIENCE, FEDERATED_ISSUER, Fault, GRAPH_AUDIENCE, Operation, RecordedCall,
+    Seed,
 };
 
 const FACADE_APP: &str = "5d1c6b8a-3f2e-4c7d-9a10-7e6f5d4c3b2a";
@@ -1110,12 +1111,16 @@ async fn imds(emu: &Emulator, query: &str, metadata: bool) -> reqwest::Response 
     request.send().await.unwrap()
 }
 
-fn last_token_grant(emu: &Emulator) -> Option<String> {
+fn last_token_call(emu: &Emulator) -> RecordedCall {
     emu.calls()
         .into_iter()
         .rev()
         .find(|c| c.operation == Operation::Token)
-        .and_then(|c| c.grant)
+        .expect("a token call was recorded")
+}
+
+fn last_token_grant(emu: &Emulator) -> Option<String> {
+    last_token_call(emu).grant
 }
 
 fn description(body: &Value) -> &str {
@@ -1153,7 +1158,7 @@ async fn a_certificate_assertion_signed_by_the_registered_key_gets_a_graph_token
         json!(["Synchronization.ReadWrite.All", "Application.Read.All"])
     );
     assert_eq!(emu.count(Operation::Token), 1);
-    let call = emu.calls().pop().unwrap();
+    let call = last_token_call(&emu);
     assert_eq!(call.grant.as_deref(), Some("client_certificate"));
     assert_eq!(call.token_app_id.as_deref(), Some(CERTIFICATE_APP));
 }
@@ -1524,7 +1529,7 @@ async fn imds_issues_a_graph_token_for_the_managed_identity_as_imds_answers() {
         json!(["Synchronization.ReadWrite.All", "Application.Read.All"])
     );
     assert_eq!(emu.count(Operation::Token), 1);
-    let call = emu.calls().pop().unwrap();
+    let call = last_token_call(&emu);
     assert_eq!(call.grant.as_deref(), Some("managed_identity"));
     assert_eq!(call.token_app_id.as_deref(), Some(MANAGED_APP));
     assert_eq!(call.path, "/metadata/identity/oauth2/token");

@@ -114,6 +114,13 @@ impl KeyStore {
     }
 
     async fn fetch_locked(&self) -> Result<usize, KeyError> {
+        let result = self.fetch_once().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::telemetry::JWKS_FETCHES, "result" => outcome).increment(1);
+        result
+    }
+
+    async fn fetch_once(&self) -> Result<usize, KeyError> {
         let jwks_url = match &self.source {
             KeySource::Jwks(url) => url.clone(),
             KeySource::Discovery(url) => self.get_json::<OpenIdConfiguration>(url).await?.jwks_uri,

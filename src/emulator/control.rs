@@ -1,6 +1,6 @@
 //! The `/_emulator/...` control API: what tests and demos that run the binary use instead of
-//! the Rust handle (call log, faults, key rotation, caller tokens, job status). Not counted,
-//! recorded or faulted.
+//! the Rust handle (call log, faults, key rotation, caller and federated tokens, job status).
+//! Not counted, recorded or faulted.
 
 use axum::Json;
 use axum::Router;

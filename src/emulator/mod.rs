@@ -230,7 +230,7 @@ pub struct RecordedCall {
     pub path: String,
     pub client_request_id: Option<String>,
     /// `appid` (or `azp`) of the bearer token, unverified; for `Token` calls the client id
-    /// that asked for a token.
+    /// that asked for a token (for managed identity, the identity that answered).
     pub token_app_id: Option<String>,
     pub token_object_id: Option<String>,
     pub token_idtyp: Option<String>,

@@ -234,8 +234,10 @@ impl Credential {
             return Ok(token.clone());
         }
         if let Some(token) = self.fresh() {
+            metrics::counter!(crate::telemetry::GRAPH_TOKEN_CACHE, "result" => "hit").increment(1);
             return Ok(token);
         }
+        metrics::counter!(crate::telemetry::GRAPH_TOKEN_CACHE, "result" => "miss").increment(1);
         let _refreshing = self.refreshing.lock().await;
         if let Some(token) = self.fresh() {
             return Ok(token);
@@ -254,7 +256,7 @@ impl Credential {
                     ("scope", scope.clone()),
                 ];
                 form.extend(self.client_auth(auth, token_url, client_id).await?);
-                self.request(self.http.post(token_url).form(&form), token_url)
+                self.request(self.http.post(token_url).form(&form), token_url, "app")
                     .await?
             }
             Source::ManagedIdentity {
@@ -275,6 +277,7 @@ impl Credential {
                         .query(&query)
                         .header("Metadata", "true"),
                     endpoint,
+                    "app",
                 )
                 .await?
             }
@@ -315,7 +318,11 @@ impl Credential {
         ];
         form.extend(self.client_auth(auth, token_url, client_id).await?);
         let cached = self
-            .request(self.http.post(token_url).form(&form), token_url)
+            .request(
+                self.http.post(token_url).form(&form),
+                token_url,
+                "on_behalf_of",
+            )
             .await?;
         let token = cached.token.clone();
         self.on_behalf_of
@@ -372,6 +379,18 @@ impl Credential {
     }
 
     async fn request(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+        kind: &'static str,
+    ) -> Result<Cached, CredentialError> {
+        let result = self.request_once(request, url).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::telemetry::GRAPH_TOKEN_REFRESHES, "kind" => kind, "result" => outcome).increment(1);
+        result
+    }
+
+    async fn request_once(
         &self,
         request: reqwest::RequestBuilder,
         url: &str,

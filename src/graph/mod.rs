@@ -313,6 +313,15 @@ impl GraphClient {
             let started = std::time::Instant::now();
             let result = request.send().await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
+            let operation = operation_of(&url);
+            metrics::histogram!(crate::telemetry::GRAPH_DURATION, "operation" => operation)
+                .record(started.elapsed().as_secs_f64());
+            let outcome: std::borrow::Cow<'static, str> = match &result {
+                Ok(response) => response.status().as_u16().to_string().into(),
+                Err(error) if error.is_timeout() => "timeout".into(),
+                Err(_) => "unreachable".into(),
+            };
+            metrics::counter!(crate::telemetry::GRAPH_REQUESTS, "operation" => operation, "status" => outcome).increment(1);
             let may_retry = |attempt: u32| attempt < self.max_retries && self.budget.withdraw();
             let response = match result {
                 Ok(response) => response,
@@ -367,6 +376,20 @@ impl GraphClient {
             }
             return Ok(answer);
         }
+    }
+}
+
+/// The operation a Graph URL performs, as a bounded metric label.
+fn operation_of(url: &reqwest::Url) -> &'static str {
+    let path = url.path();
+    if path.ends_with("/start") {
+        "start"
+    } else if path.ends_with("/owners") {
+        "owners"
+    } else if path.contains("(appId=") {
+        "resolve_app_id"
+    } else {
+        "get_job"
     }
 }
 

@@ -101,6 +101,7 @@ impl Breaker {
             }
             State::Open { .. } | State::HalfOpen { .. } => {
                 *state = State::HalfOpen { trial_since: now };
+                publish(&state);
                 Ok(())
             }
         }
@@ -118,11 +119,13 @@ impl Breaker {
                     open_secs = self.open_for.as_secs(),
                     "Graph keeps failing: circuit open, starts fail fast"
                 );
+                metrics::counter!(crate::telemetry::GRAPH_CIRCUIT_OPENED).increment(1);
                 State::Open {
                     until: Instant::now() + self.open_for,
                 }
             }
         };
+        publish(&state);
     }
 
     pub fn state(&self) -> BreakerState {
@@ -132,6 +135,16 @@ impl Breaker {
             State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
         }
     }
+}
+
+/// The breaker's state as a gauge: 0 closed, 1 half-open, 2 open.
+fn publish(state: &State) {
+    let value = match state {
+        State::Closed { .. } => 0.0,
+        State::HalfOpen { .. } => 1.0,
+        State::Open { .. } => 2.0,
+    };
+    metrics::gauge!(crate::telemetry::GRAPH_CIRCUIT_STATE).set(value);
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ pub struct Guard {
 }
 
 fn unavailable(error: StoreError) -> ApiError {
+    metrics::counter!(crate::telemetry::GUARD_STORE_ERRORS).increment(1);
     tracing::error!(%error, "guard store unavailable; refusing the start");
     ApiError::service_unavailable(
         "The guard store is unreachable; starts are refused until it is back.",

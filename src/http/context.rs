@@ -52,8 +52,17 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         request_id = %context.request_id,
         client_request_id = %context.client_request_id,
     );
+    // The route template, not the path: a bounded label.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
+    metrics::histogram!(crate::telemetry::HTTP_DURATION, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::telemetry::HTTP_REQUESTS, "route" => route, "method" => method, "status" => response.status().as_u16().to_string()).increment(1);
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -98,6 +98,8 @@ pub async fn deliver(
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "result" => "replayed")
+            .increment(1);
         return Ok(response);
     }
     let version = ApiVersion::parse(&hook.api_version).unwrap_or(ApiVersion::V1);
@@ -154,5 +156,6 @@ pub async fn deliver(
             .finish_delivery(&hook.name, id, (!retriable).then_some(&summary))
             .await;
     }
+    metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "result" => "accepted").increment(1);
     Ok((StatusCode::ACCEPTED, axum::Json(summary)).into_response())
 }

@@ -64,6 +64,8 @@ pub struct App {
 
 impl App {
     pub fn build(config: Config) -> Result<Self, crate::Error> {
+        // Installed before anything records, so that no early metric is lost.
+        crate::telemetry::prometheus();
         let http = outbound_client(&config)?;
         let auth = Authenticator::new(&config, http.clone());
         let policy = Policy::new(&config.auth, config.graph.on_behalf_of);
@@ -153,6 +155,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(hooks::deliver))
+        .routes(routes!(metrics))
 }
 
 /// The OpenAPI document of the service.
@@ -309,6 +312,18 @@ async fn start_identity(
         axum::Json(json!({ "responses": responses })),
     )
         .into_response())
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4")))]
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(),
+    )
 }
 
 /// Process alive.

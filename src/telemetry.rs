@@ -1,0 +1,104 @@
+//! Metrics: the Prometheus recorder behind `GET /metrics`, and the names of every metric the
+//! facade records, in one place. Label values are bounded (route templates, decision names,
+//! status codes), never ids.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "syncjob_http_requests_total";
+pub const HTTP_DURATION: &str = "syncjob_http_request_duration_seconds";
+pub const START_DECISIONS: &str = "syncjob_start_decisions_total";
+pub const GRAPH_REQUESTS: &str = "syncjob_graph_requests_total";
+pub const GRAPH_DURATION: &str = "syncjob_graph_request_duration_seconds";
+pub const GRAPH_TOKEN_CACHE: &str = "syncjob_graph_token_cache_total";
+pub const GRAPH_TOKEN_REFRESHES: &str = "syncjob_graph_token_refreshes_total";
+pub const GRAPH_CIRCUIT_STATE: &str = "syncjob_graph_circuit_state";
+pub const GRAPH_CIRCUIT_OPENED: &str = "syncjob_graph_circuit_opened_total";
+pub const JWKS_FETCHES: &str = "syncjob_jwks_fetches_total";
+pub const GUARD_STORE_ERRORS: &str = "syncjob_guard_store_errors_total";
+pub const WEBHOOK_DELIVERIES: &str = "syncjob_webhook_deliveries_total";
+pub const RATE_LIMITED: &str = "syncjob_rate_limited_total";
+pub const LOAD_SHED: &str = "syncjob_load_shed_total";
+
+/// Seconds; from a fast cache hit to a slow Graph call.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide recorder (installed on first use; metrics are global to the process).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .expect("buckets are not empty");
+        let handle = match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is installed (an embedding program's): render an empty registry.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        };
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route template, method and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request duration, by route template"
+    );
+    describe_counter!(
+        START_DECISIONS,
+        "Start decisions: forwarded, denied, cooldown, active, coalesced, replayed, whatIf, failed"
+    );
+    describe_counter!(
+        GRAPH_REQUESTS,
+        "Calls to Graph, by operation and status (or timeout / unreachable)"
+    );
+    describe_histogram!(
+        GRAPH_DURATION,
+        metrics::Unit::Seconds,
+        "Graph call duration per attempt, by operation"
+    );
+    describe_counter!(GRAPH_TOKEN_CACHE, "Graph token lookups: hit or miss");
+    describe_counter!(
+        GRAPH_TOKEN_REFRESHES,
+        "Graph token requests to Entra, by kind (app, on_behalf_of) and result"
+    );
+    describe_gauge!(
+        GRAPH_CIRCUIT_STATE,
+        "Graph circuit breaker: 0 closed, 1 half-open, 2 open"
+    );
+    describe_counter!(
+        GRAPH_CIRCUIT_OPENED,
+        "Times the Graph circuit breaker opened"
+    );
+    describe_counter!(JWKS_FETCHES, "Signing key set fetches, by result");
+    describe_counter!(
+        GUARD_STORE_ERRORS,
+        "Guard store (memory or Redis) operations that failed"
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook deliveries: accepted or replayed"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused by the per-caller rate limit"
+    );
+    describe_counter!(LOAD_SHED, "Requests shed by the global concurrency limit");
+}
+
+/// Prometheus text exposition.
+pub fn render() -> String {
+    let handle = prometheus();
+    handle.run_upkeep();
+    handle.render()
+}
