@@ -92,6 +92,19 @@ pub struct ServerConfig {
     pub listen: String,
     pub body_limit_bytes: usize,
     pub request_timeout_secs: u64,
+    /// On SIGTERM / ctrl-c: how long `/readyz` answers 503 while new requests are still
+    /// served, so that load balancers stop routing here first.
+    pub shutdown_delay_secs: u64,
+    /// Then: how long in-flight requests may take before the process exits.
+    pub shutdown_grace_secs: u64,
+    /// Start requests handled at once; more are shed with 503. 0: no limit.
+    pub max_concurrent_starts: usize,
+    /// Start requests per caller (tenant + object id) per minute; 0: no limit.
+    pub rate_limit_per_minute: u32,
+    /// Requests a caller may send at once above the steady rate.
+    pub rate_limit_burst: u32,
+    /// Origins allowed by CORS (portals in a browser); empty: CORS off.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -212,6 +225,12 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 65536,
             request_timeout_secs: 30,
+            shutdown_delay_secs: 0,
+            shutdown_grace_secs: 30,
+            max_concurrent_starts: 256,
+            rate_limit_per_minute: 60,
+            rate_limit_burst: 20,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -424,6 +443,23 @@ impl Config {
             }
         }
         self.validate_credential()?;
+        for (i, origin) in self.server.cors_allowed_origins.iter().enumerate() {
+            let parsed = reqwest::Url::parse(origin).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none()
+            });
+            if parsed.is_none() || origin.ends_with('/') {
+                return Err(invalid(
+                    &format!("server.cors_allowed_origins[{i}]"),
+                    format!("'{origin}' is not an origin (scheme://host[:port])"),
+                ));
+            }
+        }
+        if self.server.rate_limit_per_minute > 0 && self.server.rate_limit_burst == 0 {
+            return Err(invalid(
+                "server.rate_limit_burst",
+                "must be at least 1 when rate_limit_per_minute is set",
+            ));
+        }
         self.validate_webhooks()?;
         let store = &self.guard.store;
         if store != "memory" {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod emulator;
 pub mod error;
 pub mod graph;

@@ -1,6 +1,6 @@
 //! Running the service: bind, load the signing keys, serve until asked to stop.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,17 +45,51 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes. Then: `/readyz` turns unready, the listener stops
+    /// accepting, requests in flight (starts included) finish, bounded by
+    /// `server.shutdown_grace_secs`, and this returns.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let refresher = self.state.auth.keys().spawn_refresher();
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let delay = Duration::from_secs(self.state.config.server.shutdown_delay_secs);
         tracing::info!(addr = %self.local_addr(), "syncjob-facade listening");
-        let result = axum::serve(self.listener, app(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (begun, began) = tokio::sync::oneshot::channel::<()>();
+        let state = self.state.clone();
+        let signal = async move {
+            shutdown.await;
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(delay_secs = delay.as_secs(), "shutting down: unready first");
+            tokio::time::sleep(delay).await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "no new connections; finishing requests in flight"
+            );
+            let _ = begun.send(());
+        };
+        let serve = axum::serve(self.listener, app(self.state))
+            .with_graceful_shutdown(signal)
+            .into_future();
+        let deadline = async {
+            if began.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = serve => result,
+            () = deadline => {
+                tracing::warn!("shutdown grace period over with requests still in flight");
+                Ok(())
+            }
+        };
         refresher.abort();
+        tracing::info!("stopped");
         result
     }
 }

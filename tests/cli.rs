@@ -276,3 +276,112 @@ fn a_webhook_secret_not_in_whsec_form_stops_start_up_naming_the_key() {
     assert!(stderr.contains("webhooks[0].secrets[0]"), "{stderr}");
     assert!(!stderr.contains("plain-secret"), "the secret is not echoed");
 }
+
+/// A facade binary serving against an in-process emulator.
+async fn serve_binary(
+    emulator: &syncjob_facade::emulator::Emulator,
+    extra: &str,
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let facade = &emulator.seed().applications[0];
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+{extra}
+[auth]
+issuers = ["{issuer}"]
+openid_config_url = "{discovery}"
+
+[graph]
+base_url = "{base}"
+
+[graph.credential]
+kind = "client_secret"
+authority = "{base}"
+tenant_id = "{tenant}"
+client_id = "{client_id}"
+client_secret = "{secret}"
+"#,
+        issuer = emulator.issuer(),
+        discovery = emulator.openid_config_url(),
+        base = emulator.base_url(),
+        tenant = emulator.tenant_id(),
+        client_id = facade.client_id,
+        secret = facade.client_secret,
+    );
+    let path = write_config(&format!("serve-{port}"), &text);
+    let child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("SYNCJOB_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return (child, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the facade did not become ready");
+}
+
+#[tokio::test]
+async fn sigterm_turns_readyz_unready_lets_the_start_in_flight_finish_and_exits_0() {
+    use syncjob_facade::emulator::{Emulator, Fault, Operation, Seed};
+    let emulator = Emulator::spawn(Seed::default_seed(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (mut child, base) = serve_binary(
+        &emulator,
+        "shutdown_delay_secs = 1\nshutdown_grace_secs = 10",
+    )
+    .await;
+    emulator.inject(Fault {
+        operation: Some(Operation::Start),
+        delay_ms: Some(1500),
+        ..Fault::default()
+    });
+    let sp = &emulator.seed().service_principals[0];
+    let url = format!(
+        "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
+        sp.id, sp.jobs[0].id
+    );
+    let token = emulator.mint(&emulator.delegated_claims(&emulator.seed().users[0].object_id));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let in_flight = tokio::spawn(http.post(url).bearer_auth(token).send());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "unready first, while still serving");
+    assert_eq!(
+        in_flight.await.unwrap().unwrap().status(),
+        204,
+        "the start in flight completes"
+    );
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(emulator.count(Operation::Start), 1);
+}

@@ -58,6 +58,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = request.method().as_str().to_owned();
+    let is_docs = request.uri().path().starts_with("/docs");
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     metrics::histogram!(crate::telemetry::HTTP_DURATION, "route" => route.clone())
@@ -81,6 +82,19 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         }
     }
     let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if is_docs {
+        // Swagger UI is served from the binary: nothing else may be loaded, framed or referred.
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
     if !headers.contains_key("request-id") {
         headers.insert(
             "request-id",

@@ -90,6 +90,10 @@ pub async fn deliver(
         let id = webhooks::verify(hook, &headers, &body, jsonwebtoken::get_current_timestamp())?;
         (hook_caller(hook, &id), Some(id))
     };
+    if caller.kind != CallerKind::Webhook {
+        state.edge.check_rate(&caller)?;
+    }
+    let _in_flight = state.edge.admit()?;
     let guard = state.starts.guard();
     if let Some(id) = &delivery_id
         && let Some(first) = guard.begin_delivery(&hook.name, id).await?

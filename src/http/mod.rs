@@ -60,6 +60,10 @@ pub struct App {
     pub starts: Arc<StartService>,
     /// Caller headers forwarded to Graph (`graph.forward_headers`).
     pub forward_headers: Vec<HeaderName>,
+    /// Per-caller rate limit and the limit on starts in flight.
+    pub edge: crate::edge::Edge,
+    /// Set when shutdown began: `/readyz` answers 503 so that load balancers stop sending.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -84,10 +88,12 @@ impl App {
             .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         Ok(Self {
+            edge: crate::edge::Edge::new(&config.server),
             config,
             auth,
             starts,
             forward_headers,
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -164,6 +170,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole service. Middleware, outermost first:
+/// 0. CORS (only when origins are configured): answers browser preflights before routing, which
+///    would otherwise call them 405;
 /// 1. request context: ids on every answer and the envelope on every error, so it must see the
 ///    responses of all layers below it;
 /// 2. request timeout: bounds the whole request, Graph calls included;
@@ -172,6 +180,7 @@ pub fn app(state: AppState) -> Router {
     let (router, doc) = documented_routes().split_for_parts();
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let body_limit = state.config.server.body_limit_bytes;
+    let cors_origins = state.config.server.cors_allowed_origins.clone();
     router
         // The Graph-compatible paths cannot be routed by axum (see graph_path).
         .route("/{version}/{*rest}", axum::routing::any(start_graph))
@@ -184,6 +193,34 @@ pub fn app(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::from_fn(context::request_context))
+        .layer(cors(&cors_origins))
+}
+
+/// CORS for browser portals: off (no headers, preflights refused) unless origins are configured.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let origins: Vec<axum::http::HeaderValue> =
+        origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let header = |name: &'static str| HeaderName::from_static(name);
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header("client-request-id"),
+            header("idempotency-key"),
+        ])
+        .expose_headers([
+            header("request-id"),
+            header("client-request-id"),
+            header::RETRY_AFTER,
+            header("idempotent-replayed"),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 /// `POST /{ver}/servicePrincipals/...`: the Graph-compatible start.
@@ -205,6 +242,8 @@ async fn start_graph(
         return Err(ApiError::method_not_allowed("POST"));
     }
     let caller = caller?;
+    state.edge.check_rate(&caller)?;
+    let _in_flight = state.edge.admit()?;
     let query = StartQuery::parse(uri.query(), false)?;
     let request = StartRequest {
         version: path.version,
@@ -255,6 +294,8 @@ async fn start_identity(
     IdempotencyHeader(idempotency_key): IdempotencyHeader,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    state.edge.check_rate(&caller)?;
+    let _in_flight = state.edge.admit()?;
     let query = StartQuery::parse(uri.query(), true)?;
     let version = query.api_version.unwrap_or(ApiVersion::V1);
     let build =
@@ -336,6 +377,9 @@ async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reasons", body = crate::openapi::GraphError)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        problems.push("shutting down".to_owned());
+    }
     if !state.auth.keys().is_loaded() {
         problems.push("signing keys are not loaded".to_owned());
     }

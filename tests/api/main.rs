@@ -3,10 +3,12 @@
 
 mod auth;
 mod credential;
+mod edge;
 mod errors;
 mod guard;
 mod helpers;
 mod identity;
+mod metrics;
 mod openapi;
 mod operations;
 mod proxy;

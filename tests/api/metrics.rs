@@ -1,0 +1,328 @@
+//! `/metrics`: each metric family, driven by the behaviour it counts. Metrics are global to the
+//! test process and tests run in parallel, so each assertion compares before and after.
+
+use syncjob_facade::emulator::{Fault, Operation};
+
+use crate::helpers::*;
+
+/// The sum of the samples of `name` whose labels include every `labels` pair.
+async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.split(['{', ' ']).next() == Some(name))
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_start_is_counted_in_requests_decisions_graph_calls_and_the_token_cache() {
+    let app = spawn_app().await;
+    let route = [("route", "/{version}/{*rest}"), ("status", "204")];
+    let before = (
+        metric(&app, "syncjob_http_requests_total", &route).await,
+        metric(
+            &app,
+            "syncjob_start_decisions_total",
+            &[("decision", "forwarded")],
+        )
+        .await,
+        metric(
+            &app,
+            "syncjob_graph_requests_total",
+            &[("operation", "start"), ("status", "204")],
+        )
+        .await,
+        metric(
+            &app,
+            "syncjob_graph_request_duration_seconds_count",
+            &[("operation", "start")],
+        )
+        .await,
+        metric(
+            &app,
+            "syncjob_graph_token_cache_total",
+            &[("result", "hit")],
+        )
+        .await,
+        metric(
+            &app,
+            "syncjob_graph_token_refreshes_total",
+            &[("kind", "app"), ("result", "ok")],
+        )
+        .await,
+        metric(
+            &app,
+            "syncjob_http_request_duration_seconds_count",
+            &[("route", "/{version}/{*rest}")],
+        )
+        .await,
+    );
+    assert_eq!(
+        app.post(
+            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+            Some(&app.admin_token())
+        )
+        .await
+        .status(),
+        204
+    );
+    assert!(metric(&app, "syncjob_http_requests_total", &route).await >= before.0 + 1.0);
+    assert!(
+        metric(
+            &app,
+            "syncjob_start_decisions_total",
+            &[("decision", "forwarded")]
+        )
+        .await
+            >= before.1 + 1.0
+    );
+    assert!(
+        metric(
+            &app,
+            "syncjob_graph_requests_total",
+            &[("operation", "start"), ("status", "204")]
+        )
+        .await
+            >= before.2 + 1.0
+    );
+    assert!(
+        metric(
+            &app,
+            "syncjob_graph_request_duration_seconds_count",
+            &[("operation", "start")]
+        )
+        .await
+            >= before.3 + 1.0
+    );
+    // The preflight read fetched the token (a refresh), the start reused it (a hit).
+    assert!(
+        metric(
+            &app,
+            "syncjob_graph_token_cache_total",
+            &[("result", "hit")]
+        )
+        .await
+            >= before.4 + 1.0
+    );
+    assert!(
+        metric(
+            &app,
+            "syncjob_graph_token_refreshes_total",
+            &[("kind", "app"), ("result", "ok")]
+        )
+        .await
+            >= before.5 + 1.0
+    );
+    assert!(
+        metric(
+            &app,
+            "syncjob_http_request_duration_seconds_count",
+            &[("route", "/{version}/{*rest}")]
+        )
+        .await
+            >= before.6 + 1.0
+    );
+    assert!(
+        metric(&app, "syncjob_jwks_fetches_total", &[("result", "ok")]).await >= 1.0,
+        "keys were fetched at start-up"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_key_fetch_is_counted() {
+    let before = {
+        let probe = spawn_app().await;
+        metric(&probe, "syncjob_jwks_fetches_total", &[("result", "error")]).await
+    };
+    let app =
+        spawn_app_with(|c, _| c.auth.openid_config_url = Some("http://127.0.0.1:9/nothing".into()))
+            .await;
+    assert!(
+        metric(&app, "syncjob_jwks_fetches_total", &[("result", "error")]).await >= before + 1.0
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_counted_by_decision() {
+    let app = spawn_app().await;
+    let decision = |d: &'static str| [("decision", d)];
+    let (denied, cooldown, active, what_if) = (
+        metric(&app, "syncjob_start_decisions_total", &decision("denied")).await,
+        metric(&app, "syncjob_start_decisions_total", &decision("cooldown")).await,
+        metric(&app, "syncjob_start_decisions_total", &decision("active")).await,
+        metric(&app, "syncjob_start_decisions_total", &decision("whatIf")).await,
+    );
+    let token = app.admin_token();
+    let reader = app
+        .emulator
+        .mint(&app.emulator.delegated_claims(READER_OID));
+    app.post(
+        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+        Some(&reader),
+    )
+    .await;
+    app.post(
+        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+        Some(&token),
+    )
+    .await;
+    app.emulator
+        .set_job_status(SALESFORCE_SP, SALESFORCE_JOB, "Paused");
+    app.post(
+        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+        Some(&token),
+    )
+    .await;
+    app.post(
+        &TestApp::start_path(SERVICENOW_SP, SERVICENOW_ACTIVE_JOB),
+        Some(&token),
+    )
+    .await;
+    app.post(
+        &format!(
+            "{}?whatIf=true",
+            TestApp::start_path(SERVICENOW_SP, SERVICENOW_JOB)
+        ),
+        Some(&token),
+    )
+    .await;
+    assert!(
+        metric(&app, "syncjob_start_decisions_total", &decision("denied")).await >= denied + 1.0
+    );
+    assert!(
+        metric(&app, "syncjob_start_decisions_total", &decision("cooldown")).await
+            >= cooldown + 1.0
+    );
+    assert!(
+        metric(&app, "syncjob_start_decisions_total", &decision("active")).await >= active + 1.0
+    );
+    assert!(
+        metric(&app, "syncjob_start_decisions_total", &decision("whatIf")).await >= what_if + 1.0
+    );
+}
+
+#[tokio::test]
+async fn concurrent_starts_count_as_coalesced() {
+    let app = spawn_app().await;
+    let before = metric(
+        &app,
+        "syncjob_start_decisions_total",
+        &[("decision", "coalesced")],
+    )
+    .await;
+    app.emulator.inject(Fault {
+        operation: Some(Operation::Start),
+        delay_ms: Some(300),
+        ..Fault::default()
+    });
+    let token = app.admin_token();
+    let url = format!(
+        "{}{}",
+        app.base,
+        TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB)
+    );
+    let tasks: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(app.http.post(url.clone()).bearer_auth(token.clone()).send()))
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert!(
+        metric(
+            &app,
+            "syncjob_start_decisions_total",
+            &[("decision", "coalesced")]
+        )
+        .await
+            >= before + 1.0
+    );
+}
+
+#[tokio::test]
+async fn guard_store_errors_and_the_circuit_breaker_are_counted() {
+    let app = spawn_app_with(|c, _| {
+        c.graph.max_retries = 0;
+        c.graph.breaker.failure_threshold = 1;
+        c.guard.preflight = false;
+    })
+    .await;
+    let opened = metric(&app, "syncjob_graph_circuit_opened_total", &[]).await;
+    app.emulator.inject(Fault {
+        operation: Some(Operation::Start),
+        status: Some(500),
+        ..Fault::default()
+    });
+    assert_eq!(
+        app.post(
+            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+            Some(&app.admin_token())
+        )
+        .await
+        .status(),
+        500
+    );
+    assert!(metric(&app, "syncjob_graph_circuit_opened_total", &[]).await >= opened + 1.0);
+    assert!(
+        app.http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("syncjob_graph_circuit_state")
+    );
+
+    let unreachable = spawn_app_with(|c, _| c.guard.store = "redis://127.0.0.1:9".into()).await;
+    let errors = metric(&unreachable, "syncjob_guard_store_errors_total", &[]).await;
+    assert_eq!(
+        unreachable
+            .post(
+                &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+                Some(&unreachable.admin_token())
+            )
+            .await
+            .status(),
+        503
+    );
+    assert!(metric(&unreachable, "syncjob_guard_store_errors_total", &[]).await >= errors + 1.0);
+}
+
+#[tokio::test]
+async fn label_values_are_route_templates_never_ids() {
+    let app = spawn_app().await;
+    app.post(
+        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+        Some(&app.admin_token()),
+    )
+    .await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains(SALESFORCE_SP) && !text.contains(SALESFORCE_JOB),
+        "no ids in labels"
+    );
+    assert!(text.contains("# TYPE syncjob_http_requests_total counter"));
+}
