@@ -52,7 +52,10 @@ enum Command {
 }
 
 fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The audit trail is not a log level to tune away: it stays on whatever RUST_LOG says.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("audit=info".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -182,7 +185,7 @@ What would happen (whatIf report, nothing sent) for the quarantined job ({quaran
   curl -s -X POST -H "Authorization: Bearer $APP_TOKEN" '{url}/v1.0/servicePrincipals/{quarantined_sp}/synchronization/jobs/{quarantined_job}/start?whatIf=true'
 
 The cmdlet's -InputObject form:
-  curl -i -X POST -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' {url}/start?passThru=true -d '{{"ServicePrincipalId":"{quarantined_sp}","SynchronizationJobId":"{quarantined_job}"}}'
+  curl -i -X POST -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' '{url}/start?passThru=true' -d '{{"ServicePrincipalId":"{quarantined_sp}","SynchronizationJobId":"{quarantined_job}"}}'
 
 What Graph (the emulator) received:  curl -s {emu}/_emulator/calls
 API documentation:                  {url}/docs

@@ -348,10 +348,17 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        // SYNCJOB_CONFIG names the file itself, it is not a key.
+        // Only SYNCJOB_<SECTION>__<KEY> are keys: SYNCJOB_CONFIG names the file, and other
+        // SYNCJOB_* variables (SYNCJOB_PORT from a Kubernetes Service named syncjob, test
+        // switches) are not configuration.
+        const SECTIONS: [&str; 5] = ["server__", "auth__", "graph__", "guard__", "webhooks__"];
         figment = figment.merge(
             Env::prefixed("SYNCJOB_")
-                .filter(|key| key.as_str() != "config")
+                .filter(|key| {
+                    SECTIONS
+                        .iter()
+                        .any(|section| key.as_str().to_ascii_lowercase().starts_with(section))
+                })
                 .split("__"),
         );
         let config: Config = figment.extract().map_err(|error| {
@@ -399,6 +406,17 @@ impl Config {
         self.algorithms()?;
         if auth.leeway_secs > 600 {
             return Err(invalid("auth.leeway_secs", "must be at most 600 seconds"));
+        }
+        if auth.allowed_tenants.is_empty()
+            && !auth
+                .issuers
+                .iter()
+                .any(|issuer| crate::auth::tenant_of_issuer(issuer).is_some())
+        {
+            return Err(invalid(
+                "auth.allowed_tenants",
+                "no issuer names a tenant id: list the allowed tenant ids",
+            ));
         }
         for (i, tenant) in auth.allowed_tenants.iter().enumerate() {
             if crate::ids::ServicePrincipalId::parse(tenant).is_err() {

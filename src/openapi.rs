@@ -100,6 +100,7 @@ impl Modify for BearerScheme {
         ("passThru" = Option<bool>, Query, description = "Answer 200 {\"value\": true} instead of 204."),
         ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active."),
         ("client-request-id" = Option<String>, Header, description = "Forwarded to Graph and echoed; a new GUID when absent."),
+        ("Idempotency-Key" = Option<String>, Header, description = "Same key, same caller, within 24 h: the first answer is replayed and nothing is sent."),
     ),
     responses(
         (status = 204, description = "Started"),
@@ -107,8 +108,11 @@ impl Modify for BearerScheme {
         (status = 400, description = "Bad id or query", body = GraphError),
         (status = 401, description = "No or invalid bearer token", body = GraphError),
         (status = 403, description = "Permission missing", body = GraphError),
-        (status = 409, description = "Job active (preflight)", body = GraphError),
+        (status = 409, description = "SyncJobAlreadyActive (preflight) or SyncJobStartCooldown (with Retry-After)", body = GraphError),
+        (status = 422, description = "IdempotencyKeyReused: the key was used for another job", body = GraphError),
+        (status = 429, description = "TooManyRequests: the caller is over its rate (Retry-After), or Graph throttled", body = GraphError),
         (status = 502, description = "Graph unreachable", body = GraphError),
+        (status = 503, description = "ServiceUnavailable: guard store unreachable, circuit open, or load shed (Retry-After)", body = GraphError),
         (status = 504, description = "Graph timed out", body = GraphError),
     ),
 )]

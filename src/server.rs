@@ -34,6 +34,10 @@ impl Server {
                 tracing::warn!("signing keys not loaded within 10 s; retrying in the background")
             }
         }
+        // Connect the guard store now, so that the first starts do not race to connect.
+        if let Err(error) = state.starts.guard().ping().await {
+            tracing::warn!(%error, "guard store not reachable at start-up; starts fail closed until it is");
+        }
         Ok(Self { listener, state })
     }
 

@@ -243,7 +243,7 @@ impl StartService {
         }
         let scope = format!("{}/{}", caller.tenant_id, caller.object_id);
         if let Some(key) = &request.idempotency_key
-            && let Idempotent::Replay(outcome) = self
+            && let Idempotent::Replay(outcome, pass_thru) = self
                 .guard
                 .begin_idempotent(&scope, key, &job)
                 .await
@@ -254,12 +254,12 @@ impl StartService {
                 "Idempotency-Key replay: nothing sent",
                 &outcome,
             );
-            return outcome_answer(outcome, request.switches.pass_thru, true);
+            return outcome_answer(outcome, pass_thru, true);
         }
         let outcome = self.guarded(&progress, &sp, &job).await;
         if let Some(key) = &request.idempotency_key {
             self.guard
-                .finish_idempotent(&scope, key, &job, &outcome)
+                .finish_idempotent(&scope, key, &job, &outcome, request.switches.pass_thru)
                 .await;
         }
         outcome_answer(outcome, request.switches.pass_thru, false)
@@ -282,11 +282,21 @@ impl StartService {
             }
             Ok(None) => {}
         }
-        match self
+        let mut flight = self
             .guard
             .single_flight(job, &request.job, || self.forward(progress, sp))
-            .await
+            .await;
+        // A forced start that joined a non-forced flight refused as Active runs its own flight.
+        if request.switches.force
+            && let Ok((Outcome::Error { code, .. }, Role::Coalesced)) = &flight
+            && code == "SyncJobAlreadyActive"
         {
+            flight = self
+                .guard
+                .single_flight(job, &request.job, || self.forward(progress, sp))
+                .await;
+        }
+        match flight {
             Ok((outcome, Role::Leader)) => outcome,
             Ok((outcome, Role::Coalesced)) => {
                 progress.audit_outcome(

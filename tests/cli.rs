@@ -385,3 +385,18 @@ async fn sigterm_turns_readyz_unready_lets_the_start_in_flight_finish_and_exits_
     assert!(exit.success(), "{exit:?}");
     assert_eq!(emulator.count(Operation::Start), 1);
 }
+
+#[test]
+fn unrelated_syncjob_variables_are_not_configuration() {
+    let path = write_config("unrelated-env", VALID);
+    let (ok, stdout, stderr) = check_config(
+        &path,
+        &[
+            ("SYNCJOB_PORT", "tcp://10.0.0.1:80"),
+            ("SYNCJOB_REQUIRE_REDIS", "1"),
+            ("SYNCJOB_GUARD__PREFLIGHT", "false"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("preflight = false"), "{stdout}");
+}

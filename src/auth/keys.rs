@@ -25,6 +25,13 @@ pub enum KeyError {
     Fetch(String),
 }
 
+/// A published signing key and the algorithm it is restricted to, if the JWK names one.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub key: DecodingKey,
+    pub algorithm: Option<jsonwebtoken::Algorithm>,
+}
+
 /// Where the key set comes from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
@@ -35,7 +42,7 @@ pub enum KeySource {
 pub struct KeyStore {
     http: reqwest::Client,
     source: KeySource,
-    keys: RwLock<Option<Arc<HashMap<String, DecodingKey>>>>,
+    keys: RwLock<Option<Arc<HashMap<String, SigningKey>>>>,
     /// Held while fetching, so that concurrent misses wait for one fetch.
     fetching: tokio::sync::Mutex<()>,
     /// When an unknown `kid` last caused a refetch.
@@ -68,7 +75,7 @@ impl KeyStore {
         self.keys.read().expect("key lock").is_some()
     }
 
-    fn lookup(&self, kid: &str) -> Option<DecodingKey> {
+    fn lookup(&self, kid: &str) -> Option<SigningKey> {
         self.keys
             .read()
             .expect("key lock")
@@ -77,7 +84,7 @@ impl KeyStore {
     }
 
     /// The key for `kid`, refetching the set when the rules above allow it.
-    pub async fn key(&self, kid: &str) -> Option<DecodingKey> {
+    pub async fn key(&self, kid: &str) -> Option<SigningKey> {
         if let Some(key) = self.lookup(kid) {
             return Some(key);
         }
@@ -137,8 +144,23 @@ impl KeyStore {
             let Some(kid) = jwk.common.key_id.clone() else {
                 continue;
             };
+            // Encryption keys are not signing keys.
+            if matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            ) {
+                continue;
+            }
+            let algorithm = jwk
+                .common
+                .key_algorithm
+                .and_then(|alg| serde_json::to_value(alg).ok())
+                .and_then(|alg| {
+                    alg.as_str()
+                        .and_then(|a| a.parse::<jsonwebtoken::Algorithm>().ok())
+                });
             if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-                keys.insert(kid, key);
+                keys.insert(kid, SigningKey { key, algorithm });
             }
         }
         if keys.is_empty() {

@@ -63,9 +63,9 @@ pub struct Caller {
 /// The claims the facade reads; `exp`, `nbf`, `iss`, `aud` are checked by `Validation`.
 #[derive(Debug, Deserialize)]
 struct Claims {
+    iss: Option<String>,
     tid: Option<String>,
     oid: Option<String>,
-    sub: Option<String>,
     azp: Option<String>,
     appid: Option<String>,
     name: Option<String>,
@@ -156,8 +156,17 @@ impl Authenticator {
                 ));
             }
         };
+        if key.algorithm.is_some_and(|alg| alg != header.alg) {
+            return Err(ApiError::invalid_token(
+                "The token algorithm does not match its key.",
+            ));
+        }
+        // Validated for the one algorithm the header names (already pinned above): jsonwebtoken
+        // checks the key's family against every listed algorithm.
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![header.alg];
         let data =
-            jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|error| {
+            jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind::*;
                 ApiError::invalid_token(match error.kind() {
                     ExpiredSignature => "The token is expired.".to_owned(),
@@ -183,14 +192,21 @@ impl Authenticator {
                 "Personal Microsoft accounts are not supported: starting a synchronization job needs a work or school account or an application.",
             ));
         }
-        if !self.allowed_tenants.is_empty() && !self.allowed_tenants.contains(&tenant_id) {
+        // A token from a tenant-specific issuer must carry that tenant.
+        if let Some(issuer_tenant) = claims.iss.as_deref().and_then(tenant_of_issuer)
+            && issuer_tenant != tenant_id
+        {
+            return Err(ApiError::invalid_token(
+                "The token's tid does not match its issuer.",
+            ));
+        }
+        if !self.allowed_tenants.contains(&tenant_id) {
             return Err(ApiError::invalid_token(format!(
                 "Tenant {tenant_id} is not allowed."
             )));
         }
         let object_id = claims
             .oid
-            .or(claims.sub)
             .map(|o| o.to_ascii_lowercase())
             .ok_or_else(|| ApiError::invalid_token("The token has no oid claim."))?;
         let is_app = claims.idtyp.as_deref() == Some("app")
@@ -225,7 +241,7 @@ impl Authenticator {
 }
 
 /// The tenant id in an Entra issuer URL (`.../{tenant}/v2.0` or `https://sts.windows.net/{tenant}/`).
-fn tenant_of_issuer(issuer: &str) -> Option<String> {
+pub fn tenant_of_issuer(issuer: &str) -> Option<String> {
     issuer
         .trim_end_matches('/')
         .rsplit('/')

@@ -228,6 +228,11 @@ impl Credential {
             .map(|c| c.token.clone())
     }
 
+    /// Forgets the cached token (Graph refused it).
+    pub fn invalidate(&self) {
+        *self.cached.write().expect("token cache lock") = None;
+    }
+
     /// A Graph access token for the facade itself.
     pub async fn token(&self) -> Result<Secret, CredentialError> {
         if let Source::Static(token) = &self.source {

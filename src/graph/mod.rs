@@ -277,7 +277,24 @@ impl GraphClient {
                 secs,
             ));
         }
-        let result = self.send_with_retries(method, url, fwd, &token).await;
+        let mut result = self
+            .send_with_retries(method.clone(), url.clone(), fwd, &token)
+            .await;
+        // Graph refusing the facade's own token (revoked, rotated) is not the caller's fault:
+        // fetch a new one and try once more (Graph refused before acting), else say so as 502.
+        if fwd.on_behalf_of.is_none()
+            && matches!(&result, Ok(answer) if answer.status == StatusCode::UNAUTHORIZED)
+        {
+            self.credential.invalidate();
+            let token = self.credential.token().await.map_err(credential_error)?;
+            result = self.send_with_retries(method, url, fwd, &token).await;
+            if matches!(&result, Ok(answer) if answer.status == StatusCode::UNAUTHORIZED) {
+                tracing::error!("Graph refused the facade's own access token twice");
+                result = Err(ApiError::bad_gateway(
+                    "Microsoft Graph refused the facade's own credential.",
+                ));
+            }
+        }
         self.breaker.record(match &result {
             Ok(answer) => !answer.status.is_server_error(),
             Err(error) => !matches!(error.status.as_u16(), 502 | 504),
@@ -285,7 +302,7 @@ impl GraphClient {
         result
     }
 
-    /// Retries a refused connection and Graph's 429/503/504, at most `max_retries` times and
+    /// Retries a refused connection, Graph's 429 and 503 (and 504 on reads), at most `max_retries` times and
     /// within the retry budget; a timeout or a connection lost after sending is never retried,
     /// because the start may have reached Graph.
     async fn send_with_retries(
@@ -366,7 +383,13 @@ impl GraphClient {
                 body,
             };
             tracing::info!(%method, path = url.path(), status = status.as_u16(), request_id = answer.request_id().unwrap_or(""), elapsed_ms, attempt, "Graph answered");
-            if matches!(status.as_u16(), 429 | 503 | 504) {
+            // A 504 on the start may come after Graph acted: only reads retry it.
+            let retriable = match status.as_u16() {
+                429 | 503 => true,
+                504 => method == Method::GET,
+                _ => false,
+            };
+            if retriable {
                 let wait = wait.unwrap_or_else(|| backoff(attempt + 1));
                 if wait <= self.max_retry_after && may_retry(attempt) {
                     attempt += 1;

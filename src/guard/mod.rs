@@ -39,7 +39,7 @@ impl JobKey {
         Self(format!(
             "{}/{}",
             sp.as_str().to_ascii_lowercase(),
-            job.as_str()
+            job.as_str().to_ascii_lowercase()
         ))
     }
 }
@@ -126,8 +126,12 @@ impl Outcome {
 
     /// Answers worth replaying: not the ones a retry may cure (5xx, throttling).
     fn is_final(&self) -> bool {
-        let status = self.status();
-        status < 500 && status != 429
+        match self {
+            Self::Started { .. } => true,
+            Self::Upstream { status, .. } => *status < 500 && *status != 429,
+            // Guard refusals (409), throttling and failures end; the key must not keep them.
+            Self::Error { status, .. } => *status < 500 && !matches!(*status, 409 | 429),
+        }
     }
 }
 
@@ -141,11 +145,19 @@ pub enum Role {
 }
 
 /// What an `Idempotency-Key` found.
+/// A kept answer: the outcome and the shape it was first answered in.
+#[derive(Serialize, Deserialize)]
+struct Replayed {
+    outcome: Outcome,
+    pass_thru: bool,
+}
+
 pub enum Idempotent {
     /// First use: run, then `finish`.
     Fresh,
-    /// Used before for the same target: this is its answer.
-    Replay(Outcome),
+    /// Used before for the same target: this is its answer, and whether it was given as
+    /// `passThru`.
+    Replay(Outcome, bool),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,6 +169,8 @@ struct IdempotencyRecord<T> {
 pub struct Guard {
     /// Leases, flight outcomes, cooldowns.
     state: Store,
+    /// Cooldowns; a separate memory store, so that flights of other jobs cannot evict them.
+    cooldowns: Store,
     /// Idempotency records; a separate memory store, so that many keys cannot evict cooldowns.
     replies: Store,
     cooldown: Duration,
@@ -164,6 +178,9 @@ pub struct Guard {
     lease_ttl: Duration,
     /// Longest wait for another request's outcome.
     wait_bound: Duration,
+    /// Longest wait for a concurrent request with the same idempotency key: the caller's own
+    /// request timeout, so that the wait ends before the caller gives up.
+    reply_wait: Duration,
     /// Flights in progress in this process.
     local: Mutex<HashMap<JobKey, watch::Receiver<Option<Arc<Outcome>>>>>,
 }
@@ -178,13 +195,22 @@ fn unavailable(error: StoreError) -> ApiError {
 }
 
 impl Guard {
-    pub fn new(state: Store, replies: Store, cooldown: Duration, flight_bound: Duration) -> Self {
+    pub fn new(
+        state: Store,
+        cooldowns: Store,
+        replies: Store,
+        cooldown: Duration,
+        flight_bound: Duration,
+        reply_wait: Duration,
+    ) -> Self {
         Self {
             state,
+            cooldowns,
             replies,
             cooldown,
             lease_ttl: flight_bound + Duration::from_secs(5),
             wait_bound: flight_bound,
+            reply_wait,
             local: Mutex::new(HashMap::new()),
         }
     }
@@ -199,7 +225,7 @@ impl Guard {
 
     /// Time left in the job's cooldown.
     pub async fn cooldown_remaining(&self, job: &JobKey) -> Result<Option<Duration>, ApiError> {
-        self.state
+        self.cooldowns
             .ttl(&format!("cooldown:{}", job.0))
             .await
             .map_err(unavailable)
@@ -276,12 +302,14 @@ impl Guard {
                 .await
                 .map_err(unavailable)?
             {
-                let outcome = self.lead(job, job_id, &flight, start).await;
-                // Released even when recording failed; the lease would expire anyway.
-                if let Err(error) = self.state.delete_if(&lease_key, &flight).await {
+                let led = self.lead(job, job_id, &flight, start).await;
+                // A started job whose cooldown could not be recorded keeps its lease until it
+                // expires: a shorter cooldown, rather than none.
+                let keep_lease = matches!(led, Ok((_, true)));
+                if !keep_lease && let Err(error) = self.state.delete_if(&lease_key, &flight).await {
                     tracing::warn!(%error, "could not release a flight lease; it expires by itself");
                 }
-                return outcome.map(|o| (o, Role::Leader));
+                return led.map(|(outcome, _)| (outcome, Role::Leader));
             }
             let Some(holder) = self.state.get(&lease_key).await.map_err(unavailable)? else {
                 continue;
@@ -304,6 +332,18 @@ impl Guard {
                     .as_deref()
                     != Some(holder.as_str())
                 {
+                    // The holder may have recorded its outcome just before releasing.
+                    if let Some(text) = self
+                        .state
+                        .get(&format!("outcome:{holder}"))
+                        .await
+                        .map_err(unavailable)?
+                    {
+                        return Ok((
+                            serde_json::from_str(&text).map_err(ApiError::internal)?,
+                            Role::Coalesced,
+                        ));
+                    }
                     break;
                 }
                 tokio::time::sleep(POLL).await;
@@ -326,7 +366,7 @@ impl Guard {
         job_id: &JobId,
         flight: &str,
         start: F,
-    ) -> Result<Outcome, ApiError>
+    ) -> Result<(Outcome, bool), ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Outcome>,
@@ -338,15 +378,17 @@ impl Guard {
         }
         let outcome = start().await;
         let started = matches!(outcome, Outcome::Started { .. });
+        let mut cooldown_missing = false;
         if started
             && !self.cooldown.is_zero()
             && let Err(error) = self
-                .state
+                .cooldowns
                 .set(&format!("cooldown:{}", job.0), "1", self.cooldown)
                 .await
         {
             // The start happened; the caller learns so. The missing cooldown is logged.
             tracing::error!(%error, "could not record the cooldown of a started job");
+            cooldown_missing = true;
         }
         let text = serde_json::to_string(&outcome).map_err(ApiError::internal)?;
         if let Err(error) = self
@@ -356,7 +398,7 @@ impl Guard {
         {
             tracing::warn!(%error, "could not share a flight outcome; waiting replicas will time out");
         }
-        Ok(outcome)
+        Ok((outcome, cooldown_missing))
     }
 
     fn idempotency_key(scope: &str, key: &str) -> String {
@@ -389,7 +431,7 @@ impl Guard {
             }
         });
         Ok(match claimed?? {
-            Some(outcome) => Idempotent::Replay(outcome),
+            Some(Replayed { outcome, pass_thru }) => Idempotent::Replay(outcome, pass_thru),
             None => Idempotent::Fresh,
         })
     }
@@ -401,11 +443,16 @@ impl Guard {
         key: &IdempotencyKey,
         job: &JobKey,
         outcome: &Outcome,
+        pass_thru: bool,
     ) {
+        let answer = Replayed {
+            outcome: outcome.clone(),
+            pass_thru,
+        };
         self.settle(
             &Self::idempotency_key(scope, &key.0),
             &job.0,
-            outcome.is_final().then_some(outcome),
+            outcome.is_final().then_some(&answer),
         )
         .await;
     }
@@ -461,13 +508,9 @@ impl Guard {
             outcome: None,
         })
         .expect("record serialises");
-        let deadline = Instant::now() + self.wait_bound;
+        let deadline = Instant::now() + self.reply_wait;
         loop {
-            match self
-                .replies
-                .set_nx(store_key, &claim, IDEMPOTENCY_TTL)
-                .await
-            {
+            match self.replies.set_nx(store_key, &claim, self.lease_ttl).await {
                 Err(error) => return Ok(Err(unavailable(error))),
                 Ok(true) => return Ok(Ok(None)),
                 Ok(false) => {}

@@ -33,7 +33,8 @@ impl Store {
             redis::Client::open(spec).map_err(|e| StoreError(format!("invalid Redis URL: {e}")))?;
         Ok(Self::Redis(RedisStore {
             client,
-            connection: Arc::new(tokio::sync::Mutex::new(None)),
+            connection: Arc::new(std::sync::RwLock::new(None)),
+            connecting: Arc::new(tokio::sync::Mutex::new(())),
         }))
     }
 
@@ -259,14 +260,24 @@ impl MemoryStore {
 #[derive(Clone)]
 pub struct RedisStore {
     client: redis::Client,
-    connection: Arc<tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>>,
+    connection: Arc<std::sync::RwLock<Option<redis::aio::ConnectionManager>>>,
+    /// Held by the one request that connects.
+    connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RedisStore {
+    /// The connection; while none exists, one request connects and the others fail fast
+    /// (503) rather than queue behind a Redis that may be black-holed.
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
+        let established = || self.connection.read().expect("connection lock").clone();
+        if let Some(connection) = established() {
+            return Ok(connection);
+        }
+        let Ok(_connecting) = self.connecting.try_lock() else {
+            return Err(StoreError("connecting to Redis".into()));
+        };
+        if let Some(connection) = established() {
+            return Ok(connection);
         }
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
@@ -278,7 +289,7 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError("Redis did not accept a connection in time".into()))?
             .map_err(redis_error)?;
-        *slot = Some(connection.clone());
+        *self.connection.write().expect("connection lock") = Some(connection.clone());
         Ok(connection)
     }
 

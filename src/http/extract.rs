@@ -71,6 +71,9 @@ impl StartQuery {
                 "apiversion" if allow_api_version => {
                     parsed.api_version = Some(ApiVersion::parse(&value).ok_or_else(|| ApiError::bad_request(format!("Invalid value for query parameter apiVersion: '{value}'. Use v1.0 or beta.")))?);
                 }
+                // OData system query options ($select, $count, ...) that SDKs may add mean
+                // nothing to an action; Graph ignores them on it too.
+                other if other.starts_with('$') => {}
                 _ => {
                     let shown: String = name.chars().take(64).collect();
                     return Err(ApiError::bad_request(format!(

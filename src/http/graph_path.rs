@@ -32,6 +32,11 @@ fn is(segment: &str, name: &str) -> bool {
 
 /// `None` when the path is not a start path at all (404).
 pub fn parse(path: &str) -> Option<StartPath> {
+    // One trailing slash is tolerated, as Graph does.
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.ends_with('/'))
+        .unwrap_or(path);
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let (first, rest) = segments.split_first()?;
     let version = ApiVersion::parse(first)?;
@@ -136,6 +141,9 @@ mod tests {
             "/v1.0/servicePrincipals(appId='{SP}')/synchronization/jobs/Job.1/start"
         ));
         assert!(matches!(sp, ServicePrincipalRef::AppId(_)));
+        ok(&format!(
+            "/v1.0/servicePrincipals/{SP}/synchronization/jobs/Job.1/start/"
+        ));
         let (_, sp, _) = ok(&format!(
             "/v1.0/servicePrincipals(appId=%27{SP}%27)/synchronization/jobs/Job.1/start"
         ));

@@ -33,11 +33,14 @@ use crate::guard::{Guard, IdempotencyKey};
 use crate::ids::ApiVersion;
 use crate::openapi::BearerScheme;
 use crate::start::{Answer, StartRequest, StartService};
-use context::FromGraph;
+use context::{FromGraph, RequestContext};
 use extract::{IdempotencyHeader, JsonBody, StartQuery};
+use futures_util::StreamExt;
 
 /// Most items in one `POST /start` array.
 pub const MAX_BATCH: usize = 100;
+/// Distinct items of one array started at once.
+const BATCH_CONCURRENCY: usize = 8;
 
 /// Shared state of the service.
 #[derive(Clone)]
@@ -107,16 +110,17 @@ fn build_guard(config: &Config) -> Result<Guard, crate::Error> {
             .map_err(|e| crate::Error::Startup(e.to_string()))
     };
     let state = open()?;
-    let replies = if matches!(state, Store::Memory(_)) {
-        open()?
-    } else {
-        state.clone()
+    let (cooldowns, replies) = match state {
+        Store::Memory(_) => (open()?, open()?),
+        Store::Redis(_) => (state.clone(), state.clone()),
     };
     Ok(Guard::new(
         state,
+        cooldowns,
         replies,
         Duration::from_secs(config.guard.cooldown_secs),
         config.flight_bound(),
+        Duration::from_secs(config.server.request_timeout_secs),
     ))
 }
 
@@ -271,6 +275,7 @@ async fn start_graph(
         ("passThru" = Option<bool>, Query, description = "Answer 200 {\"value\": true} instead of 204."),
         ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active."),
         ("apiVersion" = Option<String>, Query, description = "Graph version to forward to: v1.0 (default) or beta."),
+        ("Idempotency-Key" = Option<String>, Header, description = "Same key, same caller, within 24 h: the first answer is replayed (per item in an array)."),
     ),
     request_body(content = crate::openapi::IdentityObject, description = "An IApplicationsIdentity object, or an array of them", content_type = "application/json"),
     responses(
@@ -279,7 +284,10 @@ async fn start_graph(
         (status = 400, description = "Bad id, bad body or unknown key", body = crate::openapi::GraphError),
         (status = 401, description = "No or invalid bearer token", body = crate::openapi::GraphError),
         (status = 403, description = "Permission missing", body = crate::openapi::GraphError),
-        (status = 409, description = "Job active (preflight)", body = crate::openapi::GraphError),
+        (status = 409, description = "SyncJobAlreadyActive (preflight) or SyncJobStartCooldown (with Retry-After)", body = crate::openapi::GraphError),
+        (status = 422, description = "IdempotencyKeyReused", body = crate::openapi::GraphError),
+        (status = 429, description = "TooManyRequests (Retry-After)", body = crate::openapi::GraphError),
+        (status = 503, description = "ServiceUnavailable: guard store unreachable, circuit open, or load shed (Retry-After)", body = crate::openapi::GraphError),
         (status = 413, description = "Body too large", body = crate::openapi::GraphError),
         (status = 415, description = "Body is not JSON", body = crate::openapi::GraphError),
         (status = 502, description = "Graph unreachable", body = crate::openapi::GraphError),
@@ -292,6 +300,7 @@ async fn start_identity(
     caller: Caller,
     forwarding: Forwarding,
     IdempotencyHeader(idempotency_key): IdempotencyHeader,
+    axum::Extension(context): axum::Extension<RequestContext>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     state.edge.check_rate(&caller)?;
@@ -319,35 +328,68 @@ async fn start_identity(
         )));
     }
     // Items naming the same target share the first one's answer (one start, not a start and
-    // then a cooldown refusal). A batch's Idempotency-Key is scoped per item.
-    let mut responses: Vec<Value> = Vec::with_capacity(items.len());
-    let mut first_of: Vec<(identity::Identity, usize)> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let identity = match identity::parse(item) {
-            Ok(identity) => identity,
-            Err(error) => {
-                responses.push(batch_entry(
-                    index,
-                    Err(error),
-                    &forwarding.client_request_id,
-                ));
-                continue;
+    // then a cooldown refusal). Distinct targets run a few at a time, in order, so that a batch
+    // answers within the request timeout. A batch's Idempotency-Key is scoped per item.
+    let parsed: Vec<Result<identity::Identity, ApiError>> =
+        items.iter().map(identity::parse).collect();
+    // For each item, the index of the first item naming the same target.
+    let firsts: Vec<usize> = parsed
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            item.as_ref()
+                .ok()
+                .and_then(|identity| {
+                    parsed
+                        .iter()
+                        .position(|p| p.as_ref().ok() == Some(identity))
+                })
+                .unwrap_or(index)
+        })
+        .collect();
+    let requests: Vec<(usize, StartRequest)> = parsed
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| firsts[*index] == *index)
+        .filter_map(|(index, item)| {
+            let identity = item.as_ref().ok()?.clone();
+            Some((
+                index,
+                build(
+                    identity,
+                    idempotency_key.as_ref().map(|key| key.for_item(index)),
+                ),
+            ))
+        })
+        .collect();
+    let runs: Vec<_> = requests
+        .into_iter()
+        .map(|(index, request)| {
+            let (starts, caller) = (Arc::clone(&state.starts), caller.clone());
+            async move { (index, starts.start_detached(caller, request).await) }
+        })
+        .collect();
+    let finished: Vec<(usize, Result<Answer, ApiError>)> = futures_util::stream::iter(runs)
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    let outcomes: std::collections::HashMap<usize, Value> = finished
+        .into_iter()
+        .map(|(index, outcome)| (index, batch_entry(index, outcome, &context)))
+        .collect();
+    let responses: Vec<Value> = parsed
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Err(error) => batch_entry(index, Err(error), &context),
+            Ok(_) => {
+                let first = firsts[index];
+                let mut entry = outcomes.get(&first).cloned().unwrap_or(Value::Null);
+                entry["id"] = Value::String(index.to_string());
+                entry
             }
-        };
-        if let Some((_, earlier)) = first_of.iter().find(|(seen, _)| *seen == identity) {
-            let mut entry = responses[*earlier].clone();
-            entry["id"] = Value::String(index.to_string());
-            responses.push(entry);
-            continue;
-        }
-        first_of.push((identity.clone(), index));
-        let key = idempotency_key.as_ref().map(|key| key.for_item(index));
-        let outcome = state
-            .starts
-            .start_detached(caller.clone(), build(identity, key))
-            .await;
-        responses.push(batch_entry(index, outcome, &forwarding.client_request_id));
-    }
+        })
+        .collect();
     Ok((
         StatusCode::OK,
         axum::Json(json!({ "responses": responses })),
@@ -383,13 +425,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if !state.auth.keys().is_loaded() {
         problems.push("signing keys are not loaded".to_owned());
     }
+    // The reasons are named, their details (Entra's and Redis's messages) only logged: this
+    // route answers anyone.
     if let Err(error) = state.starts.graph().credential().token().await {
-        problems.push(format!(
-            "the Graph credential cannot obtain a token ({error})"
-        ));
+        tracing::warn!(%error, "not ready: no Graph token");
+        problems.push("the Graph credential cannot obtain a token".to_owned());
     }
     if let Err(error) = state.starts.guard().ping().await {
-        problems.push(format!("the guard store is unreachable ({error})"));
+        tracing::warn!(%error, "not ready: guard store unreachable");
+        problems.push("the guard store is unreachable".to_owned());
     }
     if problems.is_empty() {
         // Graph itself failing does not make the facade unready (each start answers 502/503);
@@ -429,7 +473,7 @@ fn render(answer: Answer) -> Response {
 }
 
 /// One entry of a batch answer, in Graph's JSON-batching shape.
-fn batch_entry(index: usize, outcome: Result<Answer, ApiError>, client_request_id: &str) -> Value {
+fn batch_entry(index: usize, outcome: Result<Answer, ApiError>, context: &RequestContext) -> Value {
     let id = index.to_string();
     match outcome {
         Err(error) => {
@@ -444,7 +488,7 @@ fn batch_entry(index: usize, outcome: Result<Answer, ApiError>, client_request_i
                 })
                 .collect();
             headers.insert("Content-Type".into(), "application/json".into());
-            json!({"id": id, "status": error.status.as_u16(), "headers": headers, "body": error.body("", client_request_id)})
+            json!({"id": id, "status": error.status.as_u16(), "headers": headers, "body": error.body(&context.request_id, &context.client_request_id)})
         }
         Ok(answer) => {
             let status = answer.status().as_u16();

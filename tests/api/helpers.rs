@@ -53,6 +53,8 @@ pub async fn spawn_facade(
 ) -> TestApp {
     let emulator = emulator.clone();
     let mut config = config_for_emulator(&emulator, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    // Tests send bursts from one caller on purpose; the rate limit has its own test.
+    config.server.rate_limit_per_minute = 0;
     customize(&mut config, &emulator);
     config.validate().expect("test configuration is valid");
     let server = Server::bind(config).await.expect("facade binds");
