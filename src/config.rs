@@ -811,7 +811,20 @@ impl Config {
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
-        toml_text(self)
+        let mut shown = self.clone();
+        shown.guard.store = redact_url_password(&shown.guard.store);
+        toml_text(&shown)
+    }
+}
+
+/// A URL with its password (Redis credentials live in `guard.store`) replaced.
+fn redact_url_password(text: &str) -> String {
+    match reqwest::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("[redacted]"));
+            url.to_string()
+        }
+        _ => text.to_owned(),
     }
 }
 

@@ -400,3 +400,16 @@ fn unrelated_syncjob_variables_are_not_configuration() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("preflight = false"), "{stdout}");
 }
+
+#[test]
+fn a_redis_password_in_the_guard_store_url_is_redacted() {
+    let text = format!("{VALID}\n[guard]\nstore = \"redis://:hunter2@127.0.0.1:6379\"\n");
+    let path = write_config("redis-password", &text);
+    let (ok, stdout, stderr) = check_config(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(
+        stdout.contains("redis://:%5Bredacted%5D@127.0.0.1:6379") || stdout.contains("[redacted]"),
+        "{stdout}"
+    );
+}

@@ -79,11 +79,11 @@ macro_rules! guard_suite {
                 let Some(backend) = $backend else { return };
                 let app = backend.app(300).await;
                 // A slow Graph keeps the first start in flight while the others arrive.
-                app.emulator.inject(Fault { operation: Some(Operation::Start), delay_ms: Some(300), ..Fault::default() });
+                app.emulator.inject(Fault { operation: Some(Operation::Start), delay_ms: Some(1000), ..Fault::default() });
                 let statuses = concurrent_posts(vec![(app.base.clone(), salesforce()); 50], &app.admin_token()).await;
                 assert_eq!(app.emulator.count(Operation::Start), 1, "exactly one upstream start");
-                assert!(statuses.iter().all(|s| *s == 204 || *s == 409), "{statuses:?}");
-                assert!(statuses.iter().filter(|s| **s == 204).count() >= 2, "concurrent callers shared the outcome: {statuses:?}");
+                // All arrive within the one-second flight: all share its 204.
+                assert!(statuses.iter().all(|s| *s == 204), "concurrent callers shared the outcome: {statuses:?}");
             }
 
             #[tokio::test]
@@ -216,7 +216,7 @@ async fn two_replicas_sharing_redis_send_one_upstream_start_for_100_concurrent_r
     let (a, b) = two_replicas(&redis, 300).await;
     a.emulator.inject(Fault {
         operation: Some(Operation::Start),
-        delay_ms: Some(300),
+        delay_ms: Some(1000),
         ..Fault::default()
     });
     let targets = (0..100)
@@ -237,10 +237,7 @@ async fn two_replicas_sharing_redis_send_one_upstream_start_for_100_concurrent_r
         1,
         "exactly one upstream start across replicas"
     );
-    assert!(
-        statuses.iter().all(|s| *s == 204 || *s == 409),
-        "{statuses:?}"
-    );
+    assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
     println!(
         "100 concurrent starts over 2 replicas: upstream starts = {}, 204 = {}, 409 = {}",
         a.emulator.count(Operation::Start),

@@ -13,6 +13,7 @@ mod openapi;
 mod operations;
 mod proxy;
 mod redis;
+mod review;
 mod start;
 mod upstream;
 mod webhooks;
