@@ -41,6 +41,9 @@ enum Command {
         /// Seed file (default: the built-in seed, emulator/seed.json).
         #[arg(long)]
         seed: Option<PathBuf>,
+        /// Address to listen on; its URLs (issuer, Graph) still name 127.0.0.1 (containers).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -81,15 +84,14 @@ pub async fn run(cli: Cli) -> Result<(), crate::Error> {
             init_logging(false);
             dev(port).await?;
         }
-        Command::Emulator { port, seed } => {
+        Command::Emulator { port, seed, bind } => {
             init_logging(false);
             let seed = match seed {
                 Some(path) => Seed::from_file(&path)
                     .map_err(|e| crate::Error::Startup(format!("seed {}: {e}", path.display())))?,
                 None => Seed::default_seed(),
             };
-            let emulator =
-                Emulator::spawn(seed, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+            let emulator = Emulator::spawn(seed, SocketAddr::new(bind, port)).await?;
             println!("Graph + Entra emulator on {}", emulator.base_url());
             println!("  issuer        {}", emulator.issuer());
             println!("  discovery     {}", emulator.openid_config_url());
