@@ -282,6 +282,14 @@ async fn serve_binary(
     emulator: &syncjob_facade::emulator::Emulator,
     extra: &str,
 ) -> (tokio::process::Child, String) {
+    serve_binary_logging_to(emulator, extra, std::process::Stdio::null()).await
+}
+
+async fn serve_binary_logging_to(
+    emulator: &syncjob_facade::emulator::Emulator,
+    extra: &str,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -320,7 +328,7 @@ client_secret = "{secret}"
         .arg(&path)
         .env_remove("SYNCJOB_CONFIG")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -411,5 +419,61 @@ fn a_redis_password_in_the_guard_store_url_is_redacted() {
     assert!(
         stdout.contains("redis://:%5Bredacted%5D@127.0.0.1:6379") || stdout.contains("[redacted]"),
         "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn serve_writes_one_json_audit_line_per_decision_and_never_a_token() {
+    use syncjob_facade::emulator::{Emulator, Seed};
+    let emulator = Emulator::spawn(Seed::default_seed(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let log_path = std::env::temp_dir().join(format!("syncjob-audit-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (mut child, base) = serve_binary_logging_to(&emulator, "", log.into()).await;
+    let sp = &emulator.seed().service_principals[0];
+    let url = format!(
+        "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
+        sp.id, sp.jobs[0].id
+    );
+    let token = emulator.mint(&emulator.delegated_claims(&emulator.seed().users[0].object_id));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert_eq!(
+        http.post(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let audit: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "audit")
+        .collect();
+    assert_eq!(audit.len(), 1, "one decision, one audit line: {text}");
+    assert_eq!(audit[0]["decision"], "forwarded");
+    assert_eq!(audit[0]["target.job_id"], sp.jobs[0].id.as_str());
+    assert_eq!(
+        audit[0]["caller.object_id"],
+        emulator.seed().users[0].object_id.as_str()
+    );
+    assert!(
+        audit[0]["upstream.request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !text.contains(&token) && !text.contains(signature),
+        "no token or signature in the logs"
+    );
+    assert!(
+        !text.contains(&emulator.seed().applications[0].client_secret),
+        "no secret in the logs"
     );
 }
