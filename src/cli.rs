@@ -55,21 +55,63 @@ enum Command {
 }
 
 fn init_logging(json: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // The audit trail is not a log level to tune away: it stays on whatever RUST_LOG says.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive("audit=info".parse().expect("a valid directive"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init();
-    } else {
-        builder.compact().init();
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(json.then(|| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_writer(std::io::stderr)
+        }))
+        .with((!json).then(|| {
+            tracing_subscriber::fmt::layer()
+                .compact()
+                .with_writer(std::io::stderr)
+        }));
+    #[cfg(feature = "otel")]
+    let registry = registry.with(otel::layer());
+    registry.init();
+}
+
+/// OpenTelemetry (cargo feature `otel`): spans go to the OTLP/HTTP endpoint named by the
+/// standard `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_*` variables); without it, none.
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::TracerProvider as _;
+
+    pub fn layer<S>() -> Option<impl tracing_subscriber::Layer<S>>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")?;
+        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+        {
+            Ok(exporter) => exporter,
+            Err(error) => {
+                eprintln!("syncjob-facade: OpenTelemetry export disabled: {error}");
+                return None;
+            }
+        };
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("syncjob-facade")
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("syncjob-facade");
+        opentelemetry::global::set_tracer_provider(provider);
+        Some(tracing_opentelemetry::layer().with_tracer(tracer))
     }
 }
 

@@ -477,3 +477,59 @@ async fn serve_writes_one_json_audit_line_per_decision_and_never_a_token() {
         "no secret in the logs"
     );
 }
+
+/// With the `otel` feature, spans reach an OTLP/HTTP collector named by the standard variable.
+#[cfg(feature = "otel")]
+#[tokio::test]
+async fn with_the_otel_feature_spans_are_exported_to_the_otlp_endpoint() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", collector.local_addr().unwrap());
+    let received = tokio::spawn(async move {
+        let (mut stream, _) = collector.accept().await.unwrap();
+        let mut head = vec![0; 4096];
+        let n = stream.read(&mut head).await.unwrap();
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        String::from_utf8_lossy(&head[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["dev", "--port", "0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut base = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(rest) = line.split("(dev) on ").nth(1) {
+            base = rest.split(',').next().unwrap().to_owned();
+            break;
+        }
+    }
+    // A request makes a span.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), received)
+        .await
+        .expect("a span batch arrives")
+        .unwrap();
+    let _ = child.start_kill();
+    assert!(line.starts_with("POST /v1/traces"), "{line}");
+}
