@@ -274,11 +274,11 @@ impl Guard {
         };
         let _leaving = LeaveTable { guard: self, job };
         let result = self.across_replicas(job, job_id, start).await;
-        if let Ok((outcome, _)) = &result {
-            let _ = sender.send(Some(Arc::new(outcome.clone())));
-        } else if let Err(error) = &result {
-            let _ = sender.send(Some(Arc::new(Outcome::from_error(error))));
-        }
+        let shared = match &result {
+            Ok((outcome, _)) => outcome.clone(),
+            Err(error) => Outcome::from_error(error),
+        };
+        let _ = sender.send(Some(Arc::new(shared)));
         result
     }
 
