@@ -478,6 +478,7 @@ impl Config {
                 "must be at least 1 when rate_limit_per_minute is set",
             ));
         }
+        self.validate_bounds()?;
         self.validate_webhooks()?;
         let store = &self.guard.store;
         if store != "memory" {
@@ -590,6 +591,73 @@ impl Config {
         }
         if self.graph.breaker.open_secs == 0 {
             return Err(invalid("graph.breaker.open_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Upper bounds, so that no number that validates can overflow or panic later.
+    fn validate_bounds(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        let graph = &self.graph;
+        let bounds: [(&str, u64, u64); 13] = [
+            (
+                "server.body_limit_bytes",
+                server.body_limit_bytes as u64,
+                16 * 1024 * 1024,
+            ),
+            (
+                "server.request_timeout_secs",
+                server.request_timeout_secs,
+                3600,
+            ),
+            (
+                "server.shutdown_delay_secs",
+                server.shutdown_delay_secs,
+                600,
+            ),
+            (
+                "server.shutdown_grace_secs",
+                server.shutdown_grace_secs,
+                3600,
+            ),
+            (
+                "server.max_concurrent_starts",
+                server.max_concurrent_starts as u64,
+                100_000,
+            ),
+            (
+                "server.rate_limit_per_minute",
+                u64::from(server.rate_limit_per_minute),
+                1_000_000,
+            ),
+            (
+                "server.rate_limit_burst",
+                u64::from(server.rate_limit_burst),
+                100_000,
+            ),
+            ("graph.timeout_secs", graph.timeout_secs, 600),
+            (
+                "graph.max_retry_after_secs",
+                graph.max_retry_after_secs,
+                600,
+            ),
+            (
+                "graph.breaker.failure_threshold",
+                u64::from(graph.breaker.failure_threshold),
+                1000,
+            ),
+            ("graph.breaker.open_secs", graph.breaker.open_secs, 3600),
+            ("guard.cooldown_secs", self.guard.cooldown_secs, 86_400),
+            (
+                "guard.memory_max_entries",
+                self.guard.memory_max_entries,
+                100_000_000,
+            ),
+        ];
+        for (key, value, most) in bounds {
+            if value > most {
+                return Err(invalid(key, format!("must be at most {most}")));
+            }
         }
         Ok(())
     }

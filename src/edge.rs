@@ -21,6 +21,7 @@ type KeyedLimiter = RateLimiter<String, HashMapStateStore<String>, DefaultClock>
 pub struct Edge {
     limiter: Option<KeyedLimiter>,
     in_flight: Option<Arc<Semaphore>>,
+    checks: std::sync::atomic::AtomicU64,
 }
 
 impl Edge {
@@ -31,7 +32,11 @@ impl Edge {
         });
         let in_flight = (config.max_concurrent_starts > 0)
             .then(|| Arc::new(Semaphore::new(config.max_concurrent_starts)));
-        Self { limiter, in_flight }
+        Self {
+            limiter,
+            in_flight,
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// 429 with `Retry-After` when the caller is over its rate.
@@ -39,8 +44,14 @@ impl Edge {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        // Forget callers whose buckets are full again, so the table stays small.
-        if limiter.len() > 10_000 {
+        // Forget callers whose buckets are full again, so the table stays small; a sweep walks
+        // the whole table, so it runs once per 1024 checks, not on each.
+        if self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 1024
+            == 1023
+        {
             limiter.retain_recent();
         }
         let key = format!("{}/{}", caller.tenant_id, caller.object_id);

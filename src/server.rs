@@ -62,6 +62,9 @@ impl Server {
         tracing::info!(addr = %self.local_addr(), "syncjob-facade listening");
         let (begun, began) = tokio::sync::oneshot::channel::<()>();
         let state = self.state.clone();
+        let starts = std::sync::Arc::clone(&self.state.starts);
+        let grace_ends = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+        let grace_ends_at_signal = std::sync::Arc::clone(&grace_ends);
         let signal = async move {
             shutdown.await;
             state
@@ -73,6 +76,8 @@ impl Server {
                 grace_secs = grace.as_secs(),
                 "no new connections; finishing requests in flight"
             );
+            *grace_ends_at_signal.lock().expect("grace lock") =
+                Some(std::time::Instant::now() + grace);
             let _ = begun.send(());
         };
         let serve = axum::serve(self.listener, app(self.state))
@@ -92,6 +97,19 @@ impl Server {
                 Ok(())
             }
         };
+        // Starts whose callers left are still running detached: they finish too, in the grace
+        // period that is left, so that none is cut in half and each is audited.
+        let tasks = starts.tasks();
+        tasks.close();
+        let left = grace_ends.lock().expect("grace lock").map_or(grace, |end| {
+            end.saturating_duration_since(std::time::Instant::now())
+        });
+        if tokio::time::timeout(left, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                starts = tasks.len(),
+                "shutdown grace period over with starts still running"
+            );
+        }
         refresher.abort();
         tracing::info!("stopped");
         result

@@ -62,6 +62,8 @@ pub struct StartService {
     preflight: bool,
     /// Delegated callers' starts go to Graph as the user (on-behalf-of).
     on_behalf_of: bool,
+    /// Every start in flight.
+    tasks: tokio_util::task::TaskTracker,
     /// appId → service principal object id; directory ids do not change.
     app_ids: Cache<AppId, ServicePrincipalId>,
     /// service principal → owner object ids, briefly, so bursts do not re-read them.
@@ -143,6 +145,7 @@ impl StartService {
             guard,
             preflight,
             on_behalf_of,
+            tasks: tokio_util::task::TaskTracker::new(),
             app_ids: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(600))
@@ -162,17 +165,39 @@ impl StartService {
         &self.guard
     }
 
+    /// The token-level permission check alone (per-target checks follow in `start`).
+    pub fn authorize(&self, caller: &Caller) -> Result<Grant, ApiError> {
+        self.policy.authorize(caller)
+    }
+
     /// Runs `start` in its own task: a caller that disconnects cannot cut a start (and the
     /// flight that others wait on) in half.
+    ///
+    /// The task is tracked, so that shutdown waits for it (within the grace period), and runs
+    /// in the request's span, so that its logs carry the request's ids. `permit` (a place among
+    /// the starts in flight) is held until the start ends, not until the caller leaves.
     pub async fn start_detached(
         self: &Arc<Self>,
         caller: Caller,
         request: StartRequest,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Answer, ApiError> {
+        use tracing::Instrument;
         let service = Arc::clone(self);
-        tokio::spawn(async move { service.start(&caller, &request).await })
+        let work = async move {
+            let answer = service.start(&caller, &request).await;
+            drop(permit);
+            answer
+        };
+        self.tasks
+            .spawn(work.instrument(tracing::Span::current()))
             .await
             .map_err(ApiError::internal)?
+    }
+
+    /// Starts still running (detached from their callers), for shutdown to wait on.
+    pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
+        &self.tasks
     }
 
     pub async fn start(&self, caller: &Caller, request: &StartRequest) -> Result<Answer, ApiError> {

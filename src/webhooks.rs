@@ -59,15 +59,29 @@ fn delivery_id(text: &str, name: &str) -> Result<String, ApiError> {
     Ok(text.to_owned())
 }
 
-/// Verifies a delivery and returns its delivery id.
+/// A verified delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The sender's delivery id, as shown in the summary.
+    pub delivery_id: String,
+    /// What its replays are recognised by: the signed id (Standard Webhooks), or the signature
+    /// itself where the id is not signed (GitHub: a captured body and signature sent again
+    /// with a new X-GitHub-Delivery is still the same delivery).
+    pub replay_key: String,
+}
+
+/// Verifies a delivery.
 pub fn verify(
     hook: &WebhookConfig,
     headers: &HeaderMap,
     body: &[u8],
     now: u64,
-) -> Result<String, ApiError> {
+) -> Result<Verified, ApiError> {
     match hook.scheme {
-        WebhookScheme::Standard => verify_standard(hook, headers, body, now),
+        WebhookScheme::Standard => verify_standard(hook, headers, body, now).map(|id| Verified {
+            replay_key: format!("id:{id}"),
+            delivery_id: id,
+        }),
         WebhookScheme::Github => verify_github(hook, headers, body),
     }
 }
@@ -126,8 +140,9 @@ fn verify_github(
     hook: &WebhookConfig,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<String, ApiError> {
-    // GitHub signs no timestamp: replay protection rests on the delivery id.
+) -> Result<Verified, ApiError> {
+    // GitHub signs neither a timestamp nor the delivery id: replays are recognised by the
+    // signature (see `Verified::replay_key`).
     let id = delivery_id(header(headers, "x-github-delivery")?, "X-GitHub-Delivery")?;
     let signature = header(headers, "x-hub-signature-256")?
         .trim()
@@ -147,7 +162,17 @@ fn verify_github(
             "X-Hub-Signature-256 matches no secret of this hook.",
         ));
     }
-    Ok(id)
+    let replay_key = format!(
+        "sha256:{}",
+        signature
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    Ok(Verified {
+        delivery_id: id,
+        replay_key,
+    })
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -249,7 +274,8 @@ mod tests {
                 BODY,
                 TIMESTAMP
             )
-            .unwrap(),
+            .unwrap()
+            .delivery_id,
             ID
         );
     }
@@ -321,9 +347,11 @@ mod tests {
             ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
             ("x-hub-signature-256", signature),
         ]);
+        let verified = verify(&hook, &ok, b"Hello, World!", 0).unwrap();
+        assert_eq!(verified.delivery_id, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
         assert_eq!(
-            verify(&hook, &ok, b"Hello, World!", 0).unwrap(),
-            "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+            verified.replay_key,
+            format!("sha256:{}", signature.trim_start_matches("sha256="))
         );
         assert!(verify(&hook, &ok, b"Hello, World?", 0).is_err());
     }

@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, CredentialKind, Secret};
 
+/// How long a failed refresh answers for the waiters behind it.
+const FAILURE_MEMORY: Duration = Duration::from_secs(2);
+
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,8 @@ pub struct Credential {
     source: Source,
     cached: std::sync::RwLock<Option<Cached>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// The last failed refresh, remembered briefly.
+    last_failure: std::sync::Mutex<Option<(Instant, String)>>,
     /// On-behalf-of tokens, keyed by a hash of the caller's token.
     on_behalf_of: Cache<String, std::sync::Arc<Cached>>,
 }
@@ -208,11 +213,22 @@ impl Credential {
                 resource: credential.scope.trim_end_matches("/.default").to_owned(),
             },
         };
+        // IMDS is a link-local endpoint: never through a proxy, as Azure's SDKs do.
+        let http = match &source {
+            Source::ManagedIdentity { .. } => reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(config.graph.timeout_secs))
+                .build()
+                .unwrap_or(http),
+            _ => http,
+        };
         Self {
             http,
             source,
             cached: std::sync::RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            last_failure: std::sync::Mutex::new(None),
             on_behalf_of: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
@@ -228,9 +244,16 @@ impl Credential {
             .map(|c| c.token.clone())
     }
 
-    /// Forgets the cached token (Graph refused it).
-    pub fn invalidate(&self) {
-        *self.cached.write().expect("token cache lock") = None;
+    /// Forgets the cached token if it is still the one Graph refused (another request may
+    /// have replaced it already).
+    pub fn invalidate(&self, refused: &Secret) {
+        let mut cached = self.cached.write().expect("token cache lock");
+        if cached
+            .as_ref()
+            .is_some_and(|c| c.token.expose() == refused.expose())
+        {
+            *cached = None;
+        }
     }
 
     /// A Graph access token for the facade itself.
@@ -247,7 +270,31 @@ impl Credential {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
-        let cached = match &self.source {
+        // A refresh that just failed is not repeated by every waiter: each would wait its turn
+        // for the same failure from an Entra that is down.
+        if let Some((at, message)) = self.last_failure.lock().expect("failure lock").as_ref()
+            && at.elapsed() < FAILURE_MEMORY
+        {
+            return Err(CredentialError::Refused(message.clone()));
+        }
+        match self.fetch().await {
+            Ok(cached) => {
+                let token = cached.token.clone();
+                *self.cached.write().expect("token cache lock") = Some(cached);
+                *self.last_failure.lock().expect("failure lock") = None;
+                Ok(token)
+            }
+            Err(error) => {
+                *self.last_failure.lock().expect("failure lock") =
+                    Some((Instant::now(), error.to_string()));
+                Err(error)
+            }
+        }
+    }
+
+    /// Asks the token endpoint (or IMDS) for the facade's token.
+    async fn fetch(&self) -> Result<Cached, CredentialError> {
+        Ok(match &self.source {
             Source::Static(_) => unreachable!("returned above"),
             Source::Confidential {
                 token_url,
@@ -286,10 +333,7 @@ impl Credential {
                 )
                 .await?
             }
-        };
-        let token = cached.token.clone();
-        *self.cached.write().expect("token cache lock") = Some(cached);
-        Ok(token)
+        })
     }
 
     /// A Graph token acting as the user whose (already validated) token is `assertion`.

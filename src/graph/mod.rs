@@ -264,10 +264,17 @@ impl GraphClient {
         fwd: &Forwarding,
     ) -> Result<UpstreamAnswer, ApiError> {
         let token = match &fwd.on_behalf_of {
-            Some(user) => self.credential.on_behalf_of(user).await,
-            None => self.credential.token().await,
-        }
-        .map_err(credential_error)?;
+            Some(user) => self
+                .credential
+                .on_behalf_of(user)
+                .await
+                .map_err(on_behalf_of_error)?,
+            None => self
+                .credential
+                .token()
+                .await
+                .map_err(own_credential_error)?,
+        };
         if let Err(wait) = self.breaker.admit() {
             let secs = whole_seconds(wait).max(1);
             return Err(ApiError::service_unavailable(
@@ -285,8 +292,12 @@ impl GraphClient {
         if fwd.on_behalf_of.is_none()
             && matches!(&result, Ok(answer) if answer.status == StatusCode::UNAUTHORIZED)
         {
-            self.credential.invalidate();
-            let token = self.credential.token().await.map_err(credential_error)?;
+            self.credential.invalidate(&token);
+            let token = self
+                .credential
+                .token()
+                .await
+                .map_err(own_credential_error)?;
             result = self.send_with_retries(method, url, fwd, &token).await;
             if matches!(&result, Ok(answer) if answer.status == StatusCode::UNAUTHORIZED) {
                 tracing::error!("Graph refused the facade's own access token twice");
@@ -296,7 +307,7 @@ impl GraphClient {
             }
         }
         self.breaker.record(match &result {
-            Ok(answer) => !answer.status.is_server_error(),
+            Ok(answer) => !matches!(answer.status.as_u16(), 502..=504),
             Err(error) => !matches!(error.status.as_u16(), 502 | 504),
         });
         result
@@ -416,9 +427,16 @@ fn operation_of(url: &reqwest::Url) -> &'static str {
     }
 }
 
-/// A credential failure as the caller's answer. A user who must satisfy more claims (MFA,
-/// Conditional Access) gets the claims challenge, as Graph would send it, to pass back to Entra.
-fn credential_error(error: CredentialError) -> ApiError {
+/// The facade's own credential failing is never the caller's fault: 502, detail logged.
+fn own_credential_error(error: CredentialError) -> ApiError {
+    tracing::error!(%error, "no Graph token");
+    ApiError::bad_gateway("The facade could not obtain its Graph access token.")
+}
+
+/// An on-behalf-of exchange failing, as the caller's answer. A user who must satisfy more
+/// claims (MFA, Conditional Access) gets the claims challenge, as Graph would send it, to pass
+/// back to Entra.
+fn on_behalf_of_error(error: CredentialError) -> ApiError {
     match error {
         CredentialError::InteractionRequired {
             description,

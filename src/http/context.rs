@@ -57,7 +57,17 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    // Standard verbs only: any other method name would be a new label value.
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
     let is_docs = request.uri().path().starts_with("/docs");
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

@@ -14,6 +14,7 @@ use crate::graph::Forwarding;
 use crate::ids::{ApiVersion, JobId, ServicePrincipalId, ServicePrincipalRef};
 use crate::start::{Answer, StartRequest, Switches};
 use crate::webhooks;
+use futures_util::StreamExt;
 
 /// The caller a verified signature stands for: the hook itself, named in the audit trail by its
 /// name and the delivery id.
@@ -76,27 +77,40 @@ pub async fn deliver(
             ApiError::bad_request("The request body could not be read.")
         }
     })?;
-    let (caller, delivery_id) = if hook.allow_bearer && headers.contains_key(header::AUTHORIZATION)
-    {
-        // An Entra-token sender (Azure Monitor secure webhooks): authorised per target like any caller.
-        let id = headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        (caller?, id)
-    } else if hook.secrets.is_empty() {
-        return Err(ApiError::missing_token());
-    } else {
-        let id = webhooks::verify(hook, &headers, &body, jsonwebtoken::get_current_timestamp())?;
-        (hook_caller(hook, &id), Some(id))
-    };
+    // Who sent it, the delivery id it names, and the key its replays are known by.
+    let (caller, delivery_id, replay_key) =
+        if hook.allow_bearer && headers.contains_key(header::AUTHORIZATION) {
+            // An Entra-token sender (Azure Monitor secure webhooks), authorised like any caller,
+            // before anything else: a caller without the permission gets 403, and cannot claim a
+            // delivery id. Its (unsigned) ids are its own, apart from the signed ones.
+            let caller = caller?;
+            state.starts.authorize(&caller)?;
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let key = id
+                .as_ref()
+                .map(|id| format!("bearer:{}/{}:{id}", caller.tenant_id, caller.object_id));
+            (caller, id, key)
+        } else if hook.secrets.is_empty() {
+            return Err(ApiError::missing_token());
+        } else {
+            let verified =
+                webhooks::verify(hook, &headers, &body, jsonwebtoken::get_current_timestamp())?;
+            (
+                hook_caller(hook, &verified.delivery_id),
+                Some(verified.delivery_id),
+                Some(verified.replay_key),
+            )
+        };
     if caller.kind != CallerKind::Webhook {
         state.edge.check_rate(&caller)?;
     }
     let _in_flight = state.edge.admit()?;
     let guard = state.starts.guard();
-    if let Some(id) = &delivery_id
-        && let Some(first) = guard.begin_delivery(&hook.name, id).await?
+    if let Some(key) = &replay_key
+        && let Some(first) = guard.begin_delivery(&hook.name, key).await?
     {
         let mut response = (StatusCode::ACCEPTED, axum::Json(first)).into_response();
         response
@@ -107,8 +121,9 @@ pub async fn deliver(
         return Ok(response);
     }
     let version = ApiVersion::parse(&hook.api_version).unwrap_or(ApiVersion::V1);
-    let mut results = Vec::with_capacity(hook.targets.len());
-    let mut retriable = false;
+    // The targets start together (each through the guard on its own), so that a hook with
+    // several targets answers within the request timeout.
+    let mut runs = Vec::with_capacity(hook.targets.len());
     for target in &hook.targets {
         let request = StartRequest {
             version,
@@ -121,28 +136,35 @@ pub async fn deliver(
             idempotency_key: None,
             route: "webhook",
         };
-        let (outcome, upstream_error) =
-            match state.starts.start_detached(caller.clone(), request).await {
-                Ok(Answer::Started { upstream, .. }) => (
+        let (starts, caller) = (std::sync::Arc::clone(&state.starts), caller.clone());
+        runs.push(async move { starts.start_detached(caller, request, None).await });
+    }
+    let answers: Vec<Result<Answer, ApiError>> =
+        futures_util::stream::iter(runs).buffered(8).collect().await;
+    let mut results = Vec::with_capacity(answers.len());
+    let mut retriable = false;
+    for (target, answer) in hook.targets.iter().zip(answers) {
+        let (outcome, upstream_error) = match answer {
+            Ok(Answer::Started { upstream, .. }) => (
+                Ok((
+                    upstream.status.as_u16(),
+                    upstream.request_id().map(str::to_owned),
+                )),
+                None,
+            ),
+            Ok(Answer::Upstream(upstream)) => {
+                let error = serde_json::from_slice::<Value>(&upstream.body).ok();
+                (
                     Ok((
                         upstream.status.as_u16(),
                         upstream.request_id().map(str::to_owned),
                     )),
-                    None,
-                ),
-                Ok(Answer::Upstream(upstream)) => {
-                    let error = serde_json::from_slice::<Value>(&upstream.body).ok();
-                    (
-                        Ok((
-                            upstream.status.as_u16(),
-                            upstream.request_id().map(str::to_owned),
-                        )),
-                        error,
-                    )
-                }
-                Ok(Answer::WhatIf(_)) => unreachable!("hooks never ask whatIf"),
-                Err(error) => (Err(error), None),
-            };
+                    error,
+                )
+            }
+            Ok(Answer::WhatIf(_)) => unreachable!("hooks never ask whatIf"),
+            Err(error) => (Err(error), None),
+        };
         let (entry, again) = webhooks::summary_entry(
             &target.service_principal_id,
             &target.synchronization_job_id,
@@ -153,12 +175,21 @@ pub async fn deliver(
         results.push(entry);
     }
     let summary = json!({ "hook": hook.name, "deliveryId": delivery_id, "results": results });
-    if let Some(id) = &delivery_id {
-        // A delivery whose starts failed for a reason a retry may cure is forgotten, so that a
-        // redelivery tries again; otherwise redeliveries get this summary.
-        guard
-            .finish_delivery(&hook.name, id, (!retriable).then_some(&summary))
-            .await;
+    if retriable {
+        // Senders redeliver on 5xx, not on 2xx: a start that failed for a reason a retry may
+        // cure asks for a redelivery. Targets that did start are then held back by the guard.
+        if let Some(key) = &replay_key {
+            guard.finish_delivery(&hook.name, key, None).await;
+        }
+        tracing::warn!(hook = %hook.name, %summary, "webhook delivery: a start failed; asking for a redelivery");
+        metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "result" => "retry").increment(1);
+        return Err(ApiError::service_unavailable(
+            "A start of this delivery failed for a reason a retry may cure (Graph unavailable or throttling); redeliver later. Targets that started are not started again.",
+            30,
+        ));
+    }
+    if let Some(key) = &replay_key {
+        guard.finish_delivery(&hook.name, key, Some(&summary)).await;
     }
     metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "result" => "accepted").increment(1);
     Ok((StatusCode::ACCEPTED, axum::Json(summary)).into_response())

@@ -174,10 +174,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole service. Middleware, outermost first:
-/// 0. CORS (only when origins are configured): answers browser preflights before routing, which
-///    would otherwise call them 405;
 /// 1. request context: ids on every answer and the envelope on every error, so it must see the
 ///    responses of all layers below it;
+/// 2. CORS, only when origins are configured: answers browser preflights before routing, which
+///    would otherwise call them 405;
 /// 2. request timeout: bounds the whole request, Graph calls included;
 /// 3. body limit: applied by the extractors that read bodies.
 pub fn app(state: AppState) -> Router {
@@ -196,35 +196,37 @@ pub fn app(state: AppState) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             timeout,
         ))
+        .layer(tower::util::option_layer(cors(&cors_origins)))
         .layer(axum::middleware::from_fn(context::request_context))
-        .layer(cors(&cors_origins))
 }
 
 /// CORS for browser portals: off (no headers, preflights refused) unless origins are configured.
-fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use tower_http::cors::{AllowOrigin, CorsLayer};
     if origins.is_empty() {
-        return CorsLayer::new();
+        return None;
     }
     let origins: Vec<axum::http::HeaderValue> =
         origins.iter().filter_map(|o| o.parse().ok()).collect();
     let header = |name: &'static str| HeaderName::from_static(name);
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header("client-request-id"),
-            header("idempotency-key"),
-        ])
-        .expose_headers([
-            header("request-id"),
-            header("client-request-id"),
-            header::RETRY_AFTER,
-            header("idempotent-replayed"),
-        ])
-        .max_age(Duration::from_secs(600))
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header("client-request-id"),
+                header("idempotency-key"),
+            ])
+            .expose_headers([
+                header("request-id"),
+                header("client-request-id"),
+                header::RETRY_AFTER,
+                header("idempotent-replayed"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// `POST /{ver}/servicePrincipals/...`: the Graph-compatible start.
@@ -247,7 +249,7 @@ async fn start_graph(
     }
     let caller = caller?;
     state.edge.check_rate(&caller)?;
-    let _in_flight = state.edge.admit()?;
+    let in_flight = state.edge.admit()?;
     let query = StartQuery::parse(uri.query(), false)?;
     let request = StartRequest {
         version: path.version,
@@ -258,7 +260,10 @@ async fn start_graph(
         idempotency_key: idempotency?.0,
         route: "graph",
     };
-    let answer = state.starts.start_detached(caller, request).await?;
+    let answer = state
+        .starts
+        .start_detached(caller, request, in_flight)
+        .await?;
     Ok(render(answer))
 }
 
@@ -304,7 +309,7 @@ async fn start_identity(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     state.edge.check_rate(&caller)?;
-    let _in_flight = state.edge.admit()?;
+    let in_flight = state.edge.admit()?;
     let query = StartQuery::parse(uri.query(), true)?;
     let version = query.api_version.unwrap_or(ApiVersion::V1);
     let build =
@@ -319,7 +324,12 @@ async fn start_identity(
         };
     let Value::Array(items) = &body else {
         let request = build(identity::parse(&body)?, idempotency_key);
-        return Ok(render(state.starts.start_detached(caller, request).await?));
+        return Ok(render(
+            state
+                .starts
+                .start_detached(caller, request, in_flight)
+                .await?,
+        ));
     };
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
@@ -366,7 +376,7 @@ async fn start_identity(
         .into_iter()
         .map(|(index, request)| {
             let (starts, caller) = (Arc::clone(&state.starts), caller.clone());
-            async move { (index, starts.start_detached(caller, request).await) }
+            async move { (index, starts.start_detached(caller, request, None).await) }
         })
         .collect();
     let finished: Vec<(usize, Result<Answer, ApiError>)> = futures_util::stream::iter(runs)

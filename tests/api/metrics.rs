@@ -263,7 +263,7 @@ async fn guard_store_errors_and_the_circuit_breaker_are_counted() {
     let opened = metric(&app, "syncjob_graph_circuit_opened_total", &[]).await;
     app.emulator.inject(Fault {
         operation: Some(Operation::Start),
-        status: Some(500),
+        status: Some(502),
         ..Fault::default()
     });
     assert_eq!(
@@ -273,7 +273,7 @@ async fn guard_store_errors_and_the_circuit_breaker_are_counted() {
         )
         .await
         .status(),
-        500
+        502
     );
     assert!(metric(&app, "syncjob_graph_circuit_opened_total", &[]).await >= opened + 1.0);
     assert!(

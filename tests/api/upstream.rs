@@ -90,11 +90,11 @@ async fn the_circuit_lets_a_trial_through_after_the_open_period_and_closes_on_su
     .await;
     app.emulator.inject(Fault {
         operation: Some(Operation::Start),
-        status: Some(500),
+        status: Some(502),
         ..Fault::default()
     });
     let token = app.admin_token();
-    assert_eq!(app.post(&start(), Some(&token)).await.status(), 500);
+    assert_eq!(app.post(&start(), Some(&token)).await.status(), 502);
     assert_error(
         app.post(&start(), Some(&token)).await,
         503,

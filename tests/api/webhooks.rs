@@ -241,7 +241,10 @@ async fn bad_signatures_stale_timestamps_and_unknown_hooks_start_nothing() {
         let response = deliver(&app, "quarantine-alert", &headers, body).await;
         assert_eq!(response.status().as_u16(), status, "{what}");
         let envelope: Value = response.json().await.unwrap();
-        assert!(envelope["error"]["code"].is_string(), "{what}: {envelope}");
+        assert_eq!(
+            envelope["error"]["code"], "InvalidWebhookSignature",
+            "{what}: {envelope}"
+        );
     }
     assert_error(
         deliver(&app, "no-such-hook", &signed("msg_6", body), body).await,
@@ -308,19 +311,17 @@ async fn a_bearer_hook_authorises_the_token_like_any_caller() {
     let reader = app
         .emulator
         .mint(&app.emulator.delegated_claims(READER_OID));
-    let refused: Value = app
+    // Refused before anything else: 403, and the (unsigned) delivery id it named is not claimed.
+    let refused = app
         .http
         .post(&url)
         .bearer_auth(reader)
+        .header("webhook-id", "msg_42")
         .body("{}")
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(refused["results"][0]["outcome"], "failed");
-    assert_eq!(refused["results"][0]["status"], 403);
+    assert_error(refused, 403, "Authorization_RequestDenied").await;
     assert_eq!(app.emulator.count(Operation::Start), 0);
     let response = app
         .http
@@ -334,4 +335,100 @@ async fn a_bearer_hook_authorises_the_token_like_any_caller() {
     let summary: Value = response.json().await.unwrap();
     assert_eq!(summary["results"][0]["outcome"], "started");
     assert_eq!(app.emulator.count(Operation::Start), 1);
+}
+
+#[tokio::test]
+async fn an_unauthorised_bearer_sender_cannot_block_a_signed_delivery_id() {
+    let app = spawn_app_with(|c, _| {
+        c.webhooks = vec![hook(
+            "both",
+            WebhookScheme::Standard,
+            vec![whsec()],
+            true,
+            vec![target(SALESFORCE_SP, SALESFORCE_JOB)],
+        )];
+    })
+    .await;
+    let reader = app
+        .emulator
+        .mint(&app.emulator.delegated_claims(READER_OID));
+    let url = format!("{}/hooks/both", app.base);
+    app.http
+        .post(&url)
+        .bearer_auth(reader)
+        .header("webhook-id", "msg_9")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let body = "{}";
+    let signed_delivery = deliver(&app, "both", &signed("msg_9", body), body).await;
+    assert_eq!(signed_delivery.status(), 202);
+    assert!(
+        signed_delivery
+            .headers()
+            .get("idempotent-replayed")
+            .is_none()
+    );
+    assert_eq!(app.emulator.count(Operation::Start), 1);
+}
+
+#[tokio::test]
+async fn a_captured_github_delivery_sent_again_under_a_new_id_starts_nothing() {
+    let app = app_with_hooks().await;
+    let body = r#"{"action":"completed"}"#;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!(
+        "sha256={}",
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    for id in ["a1", "a2", "a3"] {
+        let response = deliver(
+            &app,
+            "github",
+            &[
+                ("X-GitHub-Delivery", id.to_owned()),
+                ("X-Hub-Signature-256", signature.clone()),
+            ],
+            body,
+        )
+        .await;
+        assert_eq!(response.status(), 202);
+    }
+    assert_eq!(app.emulator.count(Operation::Start), 1);
+}
+
+#[tokio::test]
+async fn a_start_that_failed_for_a_retriable_reason_asks_for_a_redelivery() {
+    use syncjob_facade::emulator::Fault;
+    let app = spawn_app_with(|c, _| {
+        c.graph.max_retries = 0;
+        c.webhooks = vec![hook(
+            "one",
+            WebhookScheme::Standard,
+            vec![whsec()],
+            false,
+            vec![target(SALESFORCE_SP, SALESFORCE_JOB)],
+        )];
+    })
+    .await;
+    app.emulator.inject(Fault {
+        operation: Some(Operation::Start),
+        status: Some(503),
+        ..Fault::default()
+    });
+    let body = "{}";
+    let first = deliver(&app, "one", &signed("msg_r", body), body).await;
+    assert!(first.headers().contains_key("retry-after"));
+    assert_error(first, 503, "ServiceUnavailable").await;
+    let redelivered = deliver(&app, "one", &signed("msg_r", body), body).await;
+    assert_eq!(redelivered.status(), 202);
+    let summary: Value = redelivered.json().await.unwrap();
+    assert_eq!(summary["results"][0]["outcome"], "started");
+    assert_eq!(app.emulator.count(Operation::Start), 2);
 }
