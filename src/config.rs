@@ -67,6 +67,9 @@ pub struct WebhookConfig {
     /// Any one of them verifies (rotation). Standard Webhooks secrets are `whsec_<base64>`.
     #[serde(default)]
     pub secrets: Vec<Secret>,
+    /// A file with more secrets, one per line (a mounted Kubernetes Secret); read at start-up.
+    #[serde(default)]
+    pub secrets_file: Option<PathBuf>,
     /// True: an Entra bearer token, authorised like any caller, also works.
     #[serde(default)]
     pub allow_bearer: bool,
@@ -368,8 +371,35 @@ impl Config {
                 error.kind.to_string(),
             )
         })?;
+        let mut config = config;
+        config.read_webhook_secret_files()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Adds each hook's `secrets_file` lines to its secrets.
+    fn read_webhook_secret_files(&mut self) -> Result<(), ConfigError> {
+        for (i, hook) in self.webhooks.iter_mut().enumerate() {
+            let Some(path) = hook.secrets_file.take() else {
+                continue;
+            };
+            let key = format!("webhooks[{i}].secrets_file");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid(&key, format!("cannot read {}: {e}", path.display())))?;
+            let before = hook.secrets.len();
+            hook.secrets.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(Secret::new),
+            );
+            if hook.secrets.len() == before {
+                return Err(invalid(&key, format!("{} holds no secret", path.display())));
+            }
+            // Shown again by check-config, so that the source stays visible.
+            hook.secrets_file = Some(path);
+        }
+        Ok(())
     }
 
     /// Checks every value; reads `*_file` secrets so a missing file stops start-up.

@@ -237,6 +237,7 @@ mod tests {
             name: "h".into(),
             scheme,
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            secrets_file: None,
             allow_bearer: false,
             api_version: "v1.0".into(),
             targets: vec![WebhookTarget {

@@ -533,3 +533,84 @@ async fn with_the_otel_feature_spans_are_exported_to_the_otlp_endpoint() {
     let _ = child.start_kill();
     assert!(line.starts_with("POST /v1/traces"), "{line}");
 }
+
+#[tokio::test]
+async fn sigterm_waits_for_a_start_whose_caller_has_gone_and_audits_it() {
+    use syncjob_facade::emulator::{Emulator, Fault, Operation, Seed};
+    let emulator = Emulator::spawn(Seed::default_seed(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let log_path = std::env::temp_dir().join(format!("syncjob-gone-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (mut child, base) =
+        serve_binary_logging_to(&emulator, "shutdown_grace_secs = 10", log.into()).await;
+    emulator.inject(Fault {
+        operation: Some(Operation::Start),
+        delay_ms: Some(1500),
+        ..Fault::default()
+    });
+    let sp = &emulator.seed().service_principals[0];
+    let url = format!(
+        "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
+        sp.id, sp.jobs[0].id
+    );
+    let token = emulator.mint(&emulator.delegated_claims(&emulator.seed().users[0].object_id));
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_millis(400))
+        .build()
+        .unwrap();
+    assert!(
+        impatient
+            .post(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .is_err(),
+        "the caller gives up"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let forwarded = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "audit" && line["decision"] == "forwarded")
+        .count();
+    assert_eq!(
+        forwarded, 1,
+        "the start finished and was audited before the exit: {text}"
+    );
+    assert_eq!(
+        emulator.job_status(&sp.id, &sp.jobs[0].id).as_deref(),
+        Some("Active")
+    );
+}
+
+#[test]
+fn webhook_secrets_can_come_from_a_file() {
+    let secret_file = write_config("hook-secrets", "").with_file_name("hook-secrets");
+    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n\n").unwrap();
+    let text = format!(
+        "{VALID}\n[[webhooks]]\nname = \"alert\"\nsecrets_file = {:?}\ntargets = [{{ service_principal_id = \"2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d\", synchronization_job_id = \"job.1\" }}]\n",
+        secret_file.display().to_string()
+    );
+    let path = write_config("hook-secrets", &text);
+    let (ok, stdout, stderr) = check_config(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("[redacted]") && !stdout.contains("MfKQ9r8G"),
+        "{stdout}"
+    );
+    std::fs::write(&secret_file, "not-whsec\n").unwrap();
+    let (ok, _, stderr) = check_config(&path, &[]);
+    assert!(!ok && stderr.contains("webhooks[0].secrets[0]"), "{stderr}");
+}

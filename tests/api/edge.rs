@@ -131,3 +131,22 @@ async fn the_docs_are_served_with_security_headers() {
     assert_eq!(response.headers()["x-frame-options"], "DENY");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn without_cors_an_options_request_is_an_ordinary_405_in_the_envelope() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/start", app.base))
+        .header("origin", "https://portal.contoso.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert_error(response, 405, "MethodNotAllowed").await;
+}

@@ -8,7 +8,6 @@ mod errors;
 mod guard;
 mod helpers;
 mod identity;
-mod metrics;
 mod openapi;
 mod operations;
 mod proxy;

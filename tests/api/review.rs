@@ -256,3 +256,25 @@ async fn batch_errors_carry_the_request_id_in_inner_error() {
         request_id.as_str()
     );
 }
+
+#[tokio::test]
+async fn a_graph_401_for_the_facades_token_fetches_a_new_one_and_retries_once() {
+    let app = spawn_app().await;
+    app.emulator.inject(Fault {
+        operation: Some(Operation::GetJob),
+        status: Some(401),
+        ..Fault::default()
+    });
+    assert_eq!(
+        app.post(&salesforce(), Some(&app.admin_token()))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.emulator.count(Operation::Token),
+        2,
+        "the refused token was replaced"
+    );
+    assert_eq!(app.emulator.count(Operation::GetJob), 2);
+}

@@ -34,6 +34,7 @@ fn hook(
         name: name.into(),
         scheme,
         secrets: secrets.into_iter().map(Secret::new).collect(),
+        secrets_file: None,
         allow_bearer,
         api_version: "v1.0".into(),
         targets,
