@@ -911,6 +911,24 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.guard.store = redact_url_password(&shown.guard.store);
+        // A secret read from a file is shown as redacted too, beside the file it came from.
+        let credential = &mut shown.graph.credential;
+        for (inline, file) in [
+            (
+                &mut credential.client_secret,
+                &credential.client_secret_file,
+            ),
+            (&mut credential.token, &credential.token_file),
+        ] {
+            if file.is_some() {
+                *inline = Some(Secret::new("from file"));
+            }
+        }
+        if let Some(proxy) = shown.graph.proxy.as_mut()
+            && proxy.password_file.is_some()
+        {
+            proxy.password = Some(Secret::new("from file"));
+        }
         toml_text(&shown)
     }
 }

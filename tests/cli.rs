@@ -67,6 +67,10 @@ fn a_secret_file_is_read_and_redacted_too() {
     let (ok, stdout, stderr) = check_config(&path, &[]);
     assert!(ok, "{stderr}");
     assert!(!stdout.contains("from-a-file-secret"));
+    assert!(
+        stdout.contains("client_secret = \"[redacted]\""),
+        "a file-sourced secret shows as redacted: {stdout}"
+    );
 }
 
 #[test]
