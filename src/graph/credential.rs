@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use moka::future::Cache;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -43,7 +42,7 @@ pub enum CredentialError {
 
 /// A certificate credential: the private key and the certificate's SHA-256 thumbprint.
 pub struct Certificate {
-    key: EncodingKey,
+    key: aws_lc_rs::rsa::KeyPair,
     thumbprint_s256: String,
 }
 
@@ -70,16 +69,56 @@ impl Certificate {
                     path.display()
                 )
             })?;
-        let key = EncodingKey::from_rsa_pem(key_block.as_bytes()).map_err(|e| {
-            format!(
-                "the private key in {} is not a usable RSA key: {e}",
-                path.display()
+        let key_der = STANDARD
+            .decode(
+                key_block
+                    .lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect::<String>(),
             )
-        })?;
+            .map_err(|_| format!("the private key block of {} is not base64", path.display()))?;
+        let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(&key_der)
+            .or_else(|_| aws_lc_rs::rsa::KeyPair::from_der(&key_der))
+            .map_err(|e| {
+                format!(
+                    "the private key in {} is not a usable RSA key: {e}",
+                    path.display()
+                )
+            })?;
         Ok(Self {
             key,
             thumbprint_s256: URL_SAFE_NO_PAD.encode(Sha256::digest(&der)),
         })
+    }
+}
+
+impl Certificate {
+    /// An RS256 JWT of `claims` with the `x5t#S256` header Entra matches the certificate by.
+    fn sign(&self, claims: &AssertionClaims<'_>) -> Result<String, CredentialError> {
+        let failed = |what: &str| {
+            CredentialError::Refused(format!("cannot sign the client assertion: {what}"))
+        };
+        let header =
+            serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t#S256": self.thumbprint_s256});
+        let claims = serde_json::to_vec(claims).map_err(|e| failed(&e.to_string()))?;
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| failed("the RSA signature failed"))?;
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        ))
     }
 }
 
@@ -400,12 +439,7 @@ impl Credential {
                     iat: now,
                     exp: now + 600,
                 };
-                let mut header = Header::new(Algorithm::RS256);
-                header.x5t_s256 = Some(certificate.thumbprint_s256.clone());
-                let assertion =
-                    jsonwebtoken::encode(&header, &claims, &certificate.key).map_err(|e| {
-                        CredentialError::Refused(format!("cannot sign the client assertion: {e}"))
-                    })?;
+                let assertion = certificate.sign(&claims)?;
                 vec![
                     ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()),
                     ("client_assertion", assertion),
