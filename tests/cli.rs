@@ -281,6 +281,27 @@ fn a_webhook_secret_not_in_whsec_form_stops_start_up_naming_the_key() {
     assert!(!stderr.contains("plain-secret"), "the secret is not echoed");
 }
 
+/// The start of the seed's paused job and an admin token for it.
+fn paused_start(emulator: &syncjob_facade::emulator::Emulator, base: &str) -> (String, String) {
+    let sp = &emulator.seed().service_principals[0];
+    let url = format!(
+        "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
+        sp.id, sp.jobs[0].id
+    );
+    (
+        url,
+        emulator.mint(&emulator.delegated_claims(&emulator.seed().users[0].object_id)),
+    )
+}
+
+/// The `audit` lines of a JSON log.
+fn audit_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "audit")
+        .collect()
+}
+
 /// A facade binary serving against an in-process emulator.
 async fn serve_binary(
     emulator: &syncjob_facade::emulator::Emulator,
@@ -368,12 +389,7 @@ async fn sigterm_turns_readyz_unready_lets_the_start_in_flight_finish_and_exits_
         delay_ms: Some(1500),
         ..Fault::default()
     });
-    let sp = &emulator.seed().service_principals[0];
-    let url = format!(
-        "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
-        sp.id, sp.jobs[0].id
-    );
-    let token = emulator.mint(&emulator.delegated_claims(&emulator.seed().users[0].object_id));
+    let (url, token) = paused_start(&emulator, &base);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let in_flight = tokio::spawn(http.post(url).bearer_auth(token).send());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -436,11 +452,7 @@ async fn serve_writes_one_json_audit_line_per_decision_and_never_a_token() {
     let log = std::fs::File::create(&log_path).unwrap();
     let (mut child, base) = serve_binary_logging_to(&emulator, "", log.into()).await;
     let sp = &emulator.seed().service_principals[0];
-    let url = format!(
-        "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
-        sp.id, sp.jobs[0].id
-    );
-    let token = emulator.mint(&emulator.delegated_claims(&emulator.seed().users[0].object_id));
+    let (url, token) = paused_start(&emulator, &base);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     assert_eq!(
         http.post(&url)
@@ -454,11 +466,7 @@ async fn serve_writes_one_json_audit_line_per_decision_and_never_a_token() {
     let _ = child.start_kill();
     let _ = child.wait().await;
     let text = std::fs::read_to_string(&log_path).unwrap();
-    let audit: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["target"] == "audit")
-        .collect();
+    let audit = audit_lines(&text);
     assert_eq!(audit.len(), 1, "one decision, one audit line: {text}");
     assert_eq!(audit[0]["decision"], "forwarded");
     assert_eq!(audit[0]["target.job_id"], sp.jobs[0].id.as_str());
@@ -554,11 +562,7 @@ async fn sigterm_waits_for_a_start_whose_caller_has_gone_and_audits_it() {
         ..Fault::default()
     });
     let sp = &emulator.seed().service_principals[0];
-    let url = format!(
-        "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
-        sp.id, sp.jobs[0].id
-    );
-    let token = emulator.mint(&emulator.delegated_claims(&emulator.seed().users[0].object_id));
+    let (url, token) = paused_start(&emulator, &base);
     let impatient = reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_millis(400))
@@ -584,10 +588,9 @@ async fn sigterm_waits_for_a_start_whose_caller_has_gone_and_audits_it() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
     let text = std::fs::read_to_string(&log_path).unwrap();
-    let forwarded = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["target"] == "audit" && line["decision"] == "forwarded")
+    let forwarded = audit_lines(&text)
+        .into_iter()
+        .filter(|line| line["decision"] == "forwarded")
         .count();
     assert_eq!(
         forwarded, 1,

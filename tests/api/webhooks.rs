@@ -74,6 +74,19 @@ async fn app_with_hooks() -> TestApp {
     .await
 }
 
+/// GitHub's `X-Hub-Signature-256` for `body`, computed here independently of the facade.
+fn github_signature(body: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -270,16 +283,7 @@ async fn bad_signatures_stale_timestamps_and_unknown_hooks_start_nothing() {
 async fn a_github_signed_delivery_starts_and_a_redelivery_replays() {
     let app = app_with_hooks().await;
     let body = r#"{"action":"completed"}"#;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!(
-        "sha256={}",
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let signature = github_signature(body);
     let headers = vec![
         (
             "X-GitHub-Delivery",
@@ -378,16 +382,7 @@ async fn an_unauthorised_bearer_sender_cannot_block_a_signed_delivery_id() {
 async fn a_captured_github_delivery_sent_again_under_a_new_id_starts_nothing() {
     let app = app_with_hooks().await;
     let body = r#"{"action":"completed"}"#;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!(
-        "sha256={}",
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let signature = github_signature(body);
     for id in ["a1", "a2", "a3"] {
         let response = deliver(
             &app,
