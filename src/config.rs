@@ -149,6 +149,7 @@ pub struct GraphConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
+    #[serde(default)]
     pub url: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
@@ -372,6 +373,16 @@ impl Config {
             )
         })?;
         let mut config = config;
+        // `[graph.proxy]` with every key commented out (as in the documented sample) is no proxy.
+        if config.graph.proxy.as_ref().is_some_and(|p| {
+            p.url.is_empty()
+                && p.username.is_none()
+                && p.password.is_none()
+                && p.password_file.is_none()
+                && p.no_proxy.is_empty()
+        }) {
+            config.graph.proxy = None;
+        }
         config.read_webhook_secret_files()?;
         config.validate()?;
         Ok(config)
@@ -760,6 +771,12 @@ impl Config {
     }
 
     fn validate_proxy(&self, proxy: &ProxyConfig) -> Result<(), ConfigError> {
+        if proxy.url.is_empty() {
+            return Err(invalid(
+                "graph.proxy.url",
+                "required when [graph.proxy] sets other keys",
+            ));
+        }
         let url = reqwest::Url::parse(&proxy.url).map_err(|e| {
             invalid(
                 "graph.proxy.url",

@@ -621,3 +621,21 @@ fn webhook_secrets_can_come_from_a_file() {
     let (ok, _, stderr) = check_config(&path, &[]);
     assert!(!ok && stderr.contains("webhooks[0].secrets[0]"), "{stderr}");
 }
+
+#[test]
+fn the_documented_sample_with_its_placeholders_filled_in_is_accepted() {
+    // DESIGN.md's sample configuration, with its optional sections present but commented out.
+    let text = format!(
+        "{VALID}\n[graph.proxy]                 # optional; without it the standard *_PROXY variables apply\n# url = \"http://proxy.corp:3128\"\n\n[guard]\nstore = \"memory\"\ncooldown_secs = 300\npreflight = true\n"
+    );
+    let path = write_config("design-sample", &text);
+    let (ok, stdout, stderr) = check_config(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        !stdout.contains("[graph.proxy]"),
+        "an empty proxy section is no proxy: {stdout}"
+    );
+    let half = format!("{VALID}\n[graph.proxy]\nusername = \"svc\"\npassword = \"p\"\n");
+    let (ok, _, stderr) = check_config(&write_config("half-proxy", &half), &[]);
+    assert!(!ok && stderr.contains("graph.proxy.url"), "{stderr}");
+}
