@@ -309,7 +309,7 @@ impl StartService {
         }
         let mut flight = self
             .guard
-            .single_flight(job, &request.job, || self.forward(progress, sp))
+            .single_flight(job, &request.job, self.forward(progress, sp))
             .await;
         // A forced start that joined a non-forced flight refused as Active runs its own flight.
         if request.switches.force
@@ -318,7 +318,7 @@ impl StartService {
         {
             flight = self
                 .guard
-                .single_flight(job, &request.job, || self.forward(progress, sp))
+                .single_flight(job, &request.job, self.forward(progress, sp))
                 .await;
         }
         match flight {

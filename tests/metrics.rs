@@ -33,113 +33,53 @@ async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The values of several families, read in one order.
+async fn samples(app: &TestApp, families: &[(&str, &[(&str, &str)])]) -> Vec<f64> {
+    let mut values = Vec::with_capacity(families.len());
+    for (name, labels) in families {
+        values.push(metric(app, name, labels).await);
+    }
+    values
+}
+
 async fn a_start_is_counted_in_requests_decisions_graph_calls_and_the_token_cache() {
     let app = spawn_app().await;
-    let route = [("route", "/{version}/{*rest}"), ("status", "204")];
-    let before = (
-        metric(&app, "syncjob_http_requests_total", &route).await,
-        metric(
-            &app,
+    // The first family counts exactly this request; for the others at least one more is enough.
+    let families: [(&str, &[(&str, &str)]); 7] = [
+        (
+            "syncjob_http_requests_total",
+            &[("route", "/{version}/{*rest}"), ("status", "204")],
+        ),
+        (
             "syncjob_start_decisions_total",
             &[("decision", "forwarded")],
-        )
-        .await,
-        metric(
-            &app,
+        ),
+        (
             "syncjob_graph_requests_total",
             &[("operation", "start"), ("status", "204")],
-        )
-        .await,
-        metric(
-            &app,
+        ),
+        (
             "syncjob_graph_request_duration_seconds_count",
             &[("operation", "start")],
-        )
-        .await,
-        metric(
-            &app,
-            "syncjob_graph_token_cache_total",
-            &[("result", "hit")],
-        )
-        .await,
-        metric(
-            &app,
+        ),
+        // The preflight read fetched the token (a refresh), the start reused it (a hit).
+        ("syncjob_graph_token_cache_total", &[("result", "hit")]),
+        (
             "syncjob_graph_token_refreshes_total",
             &[("kind", "app"), ("result", "ok")],
-        )
-        .await,
-        metric(
-            &app,
+        ),
+        (
             "syncjob_http_request_duration_seconds_count",
             &[("route", "/{version}/{*rest}")],
-        )
-        .await,
-    );
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token())
-        )
-        .await
-        .status(),
-        204
-    );
-    assert!(metric(&app, "syncjob_http_requests_total", &route).await == before.0 + 1.0);
-    assert!(
-        metric(
-            &app,
-            "syncjob_start_decisions_total",
-            &[("decision", "forwarded")]
-        )
-        .await
-            >= before.1 + 1.0
-    );
-    assert!(
-        metric(
-            &app,
-            "syncjob_graph_requests_total",
-            &[("operation", "start"), ("status", "204")]
-        )
-        .await
-            >= before.2 + 1.0
-    );
-    assert!(
-        metric(
-            &app,
-            "syncjob_graph_request_duration_seconds_count",
-            &[("operation", "start")]
-        )
-        .await
-            >= before.3 + 1.0
-    );
-    // The preflight read fetched the token (a refresh), the start reused it (a hit).
-    assert!(
-        metric(
-            &app,
-            "syncjob_graph_token_cache_total",
-            &[("result", "hit")]
-        )
-        .await
-            >= before.4 + 1.0
-    );
-    assert!(
-        metric(
-            &app,
-            "syncjob_graph_token_refreshes_total",
-            &[("kind", "app"), ("result", "ok")]
-        )
-        .await
-            >= before.5 + 1.0
-    );
-    assert!(
-        metric(
-            &app,
-            "syncjob_http_request_duration_seconds_count",
-            &[("route", "/{version}/{*rest}")]
-        )
-        .await
-            >= before.6 + 1.0
-    );
+        ),
+    ];
+    let before = samples(&app, &families).await;
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
+    let after = samples(&app, &families).await;
+    assert!(after[0] == before[0] + 1.0, "{}", families[0].0);
+    for (i, (name, _)) in families.iter().enumerate().skip(1) {
+        assert!(after[i] >= before[i] + 1.0, "{name}");
+    }
     assert!(
         metric(&app, "syncjob_jwks_fetches_total", &[("result", "ok")]).await >= 1.0,
         "keys were fetched at start-up"
@@ -173,23 +113,11 @@ async fn refusals_are_counted_by_decision() {
     let reader = app
         .emulator
         .mint(&app.emulator.delegated_claims(READER_OID));
-    app.post(
-        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-        Some(&reader),
-    )
-    .await;
-    app.post(
-        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-        Some(&token),
-    )
-    .await;
+    app.start_salesforce(&reader).await;
+    app.start_salesforce(&token).await;
     app.emulator
         .set_job_status(SALESFORCE_SP, SALESFORCE_JOB, "Paused");
-    app.post(
-        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-        Some(&token),
-    )
-    .await;
+    app.start_salesforce(&token).await;
     app.post(
         &TestApp::start_path(SERVICENOW_SP, SERVICENOW_ACTIVE_JOB),
         Some(&token),
@@ -267,15 +195,7 @@ async fn guard_store_errors_and_the_circuit_breaker_are_counted() {
         status: Some(502),
         ..Fault::default()
     });
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token())
-        )
-        .await
-        .status(),
-        502
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 502);
     assert!(metric(&app, "syncjob_graph_circuit_opened_total", &[]).await == opened + 1.0);
     assert!(
         app.http
@@ -293,10 +213,7 @@ async fn guard_store_errors_and_the_circuit_breaker_are_counted() {
     let errors = metric(&unreachable, "syncjob_guard_store_errors_total", &[]).await;
     assert_eq!(
         unreachable
-            .post(
-                &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-                Some(&unreachable.admin_token())
-            )
+            .start_salesforce(&unreachable.admin_token())
             .await
             .status(),
         503
@@ -306,11 +223,7 @@ async fn guard_store_errors_and_the_circuit_breaker_are_counted() {
 
 async fn label_values_are_route_templates_never_ids() {
     let app = spawn_app().await;
-    app.post(
-        &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-        Some(&app.admin_token()),
-    )
-    .await;
+    app.start_salesforce(&app.admin_token()).await;
     let text = app
         .http
         .get(format!("{}/metrics", app.base))

@@ -240,18 +240,14 @@ impl Guard {
         .with_retry_after(secs)
     }
 
-    /// Runs `start` once for all concurrent requests of `job`, on this replica and across
+    /// Runs `start` (a future, which does nothing until awaited) once for all concurrent requests of `job`, on this replica and across
     /// replicas sharing the store; refuses with the cooldown error when the job is cooling down.
-    pub async fn single_flight<F, Fut>(
+    pub async fn single_flight(
         &self,
         job: &JobKey,
         job_id: &JobId,
-        start: F,
-    ) -> Result<(Outcome, Role), ApiError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Outcome>,
-    {
+        start: impl Future<Output = Outcome>,
+    ) -> Result<(Outcome, Role), ApiError> {
         let sender = loop {
             let existing = {
                 let mut local = self.local.lock().expect("flight table");
@@ -282,16 +278,12 @@ impl Guard {
         result
     }
 
-    async fn across_replicas<F, Fut>(
+    async fn across_replicas(
         &self,
         job: &JobKey,
         job_id: &JobId,
-        start: F,
-    ) -> Result<(Outcome, Role), ApiError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Outcome>,
-    {
+        start: impl Future<Output = Outcome>,
+    ) -> Result<(Outcome, Role), ApiError> {
         let lease_key = format!("lease:{}", job.0);
         let flight = uuid::Uuid::new_v4().to_string();
         let deadline = Instant::now() + self.wait_bound;
@@ -360,23 +352,20 @@ impl Guard {
     }
 
     /// The flight's work, run by the lease holder.
-    async fn lead<F, Fut>(
+    async fn lead(
         &self,
         job: &JobKey,
         job_id: &JobId,
         flight: &str,
-        start: F,
-    ) -> Result<(Outcome, bool), ApiError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Outcome>,
-    {
+        start: impl Future<Output = Outcome>,
+    ) -> Result<(Outcome, bool), ApiError> {
         // Another replica may have finished a start between this request's first cooldown
         // check and taking the lease.
         if let Some(remaining) = self.cooldown_remaining(job).await? {
             return Err(self.cooldown_error(job_id, remaining));
         }
-        let outcome = start().await;
+        // `start` is lazy: nothing of it has run before this await.
+        let outcome = start.await;
         let started = matches!(outcome, Outcome::Started { .. });
         let mut cooldown_missing = false;
         if started

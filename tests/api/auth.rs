@@ -87,7 +87,7 @@ async fn expired_not_yet_valid_wrong_audience_and_wrong_issuer_tokens_are_refuse
     ];
     for (what, edit) in edits {
         let token = app.admin_token_with(|c| edit(c));
-        let response = app.post(&start(), Some(&token)).await;
+        let response = app.start_salesforce(&token).await;
         assert_eq!(response.status(), 401, "{what}");
         assert!(
             response.headers()["www-authenticate"]
@@ -104,7 +104,7 @@ async fn expired_not_yet_valid_wrong_audience_and_wrong_issuer_tokens_are_refuse
 async fn leeway_accepts_a_token_that_expired_seconds_ago() {
     let app = spawn_app().await;
     let token = app.admin_token_with(|c| c["exp"] = json!(now() - 10));
-    assert_eq!(app.post(&start(), Some(&token)).await.status(), 204);
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
 }
 
 #[tokio::test]
@@ -115,7 +115,7 @@ async fn a_tampered_signature_is_refused() {
     let other = app.app_token();
     let forged = format!("{head}.{}", other.rsplit('.').next().unwrap());
     assert_error(
-        app.post(&start(), Some(&forged)).await,
+        app.start_salesforce(&forged).await,
         401,
         "InvalidAuthenticationToken",
     )
@@ -131,7 +131,7 @@ async fn alg_none_is_refused() {
     let claims = URL_SAFE_NO_PAD.encode(app.emulator.delegated_claims(ADMIN_OID).to_string());
     for token in [format!("{header}.{claims}."), format!("{header}.{claims}")] {
         assert_error(
-            app.post(&start(), Some(&token)).await,
+            app.start_salesforce(&token).await,
             401,
             "InvalidAuthenticationToken",
         )
@@ -157,7 +157,7 @@ async fn an_hs256_token_signed_with_the_public_key_is_refused() {
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     );
     assert_error(
-        app.post(&start(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         401,
         "InvalidAuthenticationToken",
     )
@@ -173,7 +173,7 @@ async fn an_rs256_header_on_a_token_signed_for_another_alg_is_refused() {
         &app.emulator.delegated_claims(ADMIN_OID),
     );
     assert_error(
-        app.post(&start(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         401,
         "InvalidAuthenticationToken",
     )
@@ -186,7 +186,7 @@ async fn a_rotated_in_key_is_accepted_at_once() {
     let fetched = app.emulator.count(Operation::Jwks);
     app.emulator.rotate_keys(true);
     let token = app.admin_token();
-    assert_eq!(app.post(&start(), Some(&token)).await.status(), 204);
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
     assert_eq!(app.emulator.count(Operation::Jwks), fetched + 1);
 }
 
@@ -222,10 +222,7 @@ async fn a_flood_of_unknown_kids_fetches_the_key_set_a_bounded_number_of_times()
         app.emulator.count(Operation::Jwks)
     );
     // Known keys keep working during the flood's cool-down.
-    assert_eq!(
-        app.post(&start(), Some(&app.admin_token())).await.status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
 }
 
 #[tokio::test]
@@ -233,7 +230,7 @@ async fn a_personal_microsoft_account_is_403() {
     let app = spawn_app().await;
     let token = app.admin_token_with(|c| c["tid"] = json!("9188040d-6c67-4c5b-b112-36a304b66dad"));
     let body = assert_error(
-        app.post(&start(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         403,
         "Authorization_RequestDenied",
     )
@@ -251,7 +248,7 @@ async fn a_tenant_outside_the_allow_list_is_refused() {
     let app = spawn_app().await;
     let token = app.admin_token_with(|c| c["tid"] = json!("00000000-0000-4000-8000-000000000009"));
     assert_error(
-        app.post(&start(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         401,
         "InvalidAuthenticationToken",
     )
@@ -262,7 +259,7 @@ async fn a_tenant_outside_the_allow_list_is_refused() {
 async fn a_delegated_token_without_the_scope_is_403_insufficient_scope() {
     let app = spawn_app().await;
     let token = app.admin_token_with(|c| c["scp"] = json!("User.Read Directory.Read.All"));
-    let response = app.post(&start(), Some(&token)).await;
+    let response = app.start_salesforce(&token).await;
     let challenge = response.headers()["www-authenticate"]
         .to_str()
         .unwrap()
@@ -287,7 +284,7 @@ async fn a_delegated_caller_without_a_directory_role_is_403_unless_the_check_is_
         .emulator
         .mint(&app.emulator.delegated_claims(READER_OID));
     assert_error(
-        app.post(&start(), Some(&reader)).await,
+        app.start_salesforce(&reader).await,
         403,
         "Authorization_RequestDenied",
     )
@@ -298,7 +295,7 @@ async fn a_delegated_caller_without_a_directory_role_is_403_unless_the_check_is_
     let reader = relaxed
         .emulator
         .mint(&relaxed.emulator.delegated_claims(READER_OID));
-    assert_eq!(relaxed.post(&start(), Some(&reader)).await.status(), 204);
+    assert_eq!(relaxed.start_salesforce(&reader).await.status(), 204);
 }
 
 #[tokio::test]
@@ -321,7 +318,7 @@ async fn an_owned_by_application_starts_only_jobs_of_service_principals_it_owns(
     let app = spawn_app().await;
     let token = app.owned_by_token();
     assert_eq!(
-        app.post(&start(), Some(&token)).await.status(),
+        app.start_salesforce(&token).await.status(),
         204,
         "owner of Salesforce"
     );

@@ -16,12 +16,7 @@ async fn a_static_token_is_sent_as_is_and_no_token_is_requested() {
         c.graph.credential.client_secret = None;
     })
     .await;
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_eq!(response.status(), 204);
     assert_eq!(app.emulator.count(Operation::Token), 0);
     let start = app
@@ -73,12 +68,7 @@ async fn a_refused_client_secret_is_502_and_the_secret_is_not_in_the_answer() {
         c.graph.credential.client_secret = Some(Secret::new("not-the-secret"))
     })
     .await;
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     let body = assert_error(response, 502, "BadGateway").await;
     assert!(!body.to_string().contains("not-the-secret"));
     assert_eq!(app.emulator.count(Operation::Start), 0);
@@ -96,6 +86,13 @@ fn grants(app: &TestApp) -> Vec<String> {
         .filter(|c| c.operation == Operation::Token)
         .filter_map(|c| c.grant)
         .collect()
+}
+
+/// A start answered 204, the one token request used `grant`, and Graph saw `client_id`'s token.
+async fn assert_started_with(app: &TestApp, grant: &str, client_id: &str) {
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
+    assert_eq!(grants(app), [grant]);
+    assert_eq!(start_call(app).token_app_id.as_deref(), Some(client_id));
 }
 
 fn start_call(app: &TestApp) -> syncjob_facade::emulator::RecordedCall {
@@ -121,20 +118,7 @@ async fn a_certificate_credential_signs_a_client_assertion_that_entra_accepts() 
         );
     })
     .await;
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token())
-        )
-        .await
-        .status(),
-        204
-    );
-    assert_eq!(grants(&app), ["client_certificate"]);
-    assert_eq!(
-        start_call(&app).token_app_id.as_deref(),
-        Some(CERTIFICATE_CLIENT_ID)
-    );
+    assert_started_with(&app, "client_certificate", CERTIFICATE_CLIENT_ID).await;
 }
 
 #[tokio::test]
@@ -156,20 +140,7 @@ async fn workload_identity_reads_the_federated_token_file_when_it_needs_a_token(
             .federated_token("system:serviceaccount:identity:syncjob-facade", 3600),
     )
     .unwrap();
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token())
-        )
-        .await
-        .status(),
-        204
-    );
-    assert_eq!(grants(&app), ["workload_identity"]);
-    assert_eq!(
-        start_call(&app).token_app_id.as_deref(),
-        Some(WORKLOAD_CLIENT_ID)
-    );
+    assert_started_with(&app, "workload_identity", WORKLOAD_CLIENT_ID).await;
 }
 
 #[tokio::test]
@@ -184,20 +155,7 @@ async fn managed_identity_gets_its_token_from_the_metadata_endpoint() {
         ));
     })
     .await;
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token())
-        )
-        .await
-        .status(),
-        204
-    );
-    assert_eq!(grants(&app), ["managed_identity"]);
-    assert_eq!(
-        start_call(&app).token_app_id.as_deref(),
-        Some(MANAGED_IDENTITY_CLIENT_ID)
-    );
+    assert_started_with(&app, "managed_identity", MANAGED_IDENTITY_CLIENT_ID).await;
 }
 
 #[tokio::test]
@@ -208,15 +166,7 @@ async fn on_behalf_of_starts_as_the_user_and_caches_the_exchanged_token() {
     })
     .await;
     let token = app.admin_token();
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&token)
-        )
-        .await
-        .status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
     let start = start_call(&app);
     assert_eq!(
         start.token_object_id.as_deref(),
@@ -243,15 +193,7 @@ async fn on_behalf_of_starts_as_the_user_and_caches_the_exchanged_token() {
 #[tokio::test]
 async fn on_behalf_of_leaves_application_callers_on_the_facades_credential() {
     let app = spawn_app_with(|c, _| c.graph.on_behalf_of = true).await;
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.app_token())
-        )
-        .await
-        .status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&app.app_token()).await.status(), 204);
     let start = start_call(&app);
     assert_eq!(start.token_app_id.as_deref(), Some(FACADE_CLIENT_ID));
     assert_eq!(start.token_idtyp.as_deref(), Some("app"));
@@ -263,12 +205,7 @@ async fn on_behalf_of_returns_the_claims_challenge_when_the_user_needs_mfa() {
     use base64::Engine;
     let app = spawn_app_with(|c, _| c.graph.on_behalf_of = true).await;
     let token = app.emulator.mint(&app.emulator.delegated_claims(MFA_OID));
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&token),
-        )
-        .await;
+    let response = app.start_salesforce(&token).await;
     let challenge = response.headers()["www-authenticate"]
         .to_str()
         .unwrap()
@@ -299,12 +236,7 @@ async fn with_on_behalf_of_graph_enforces_the_directory_role() {
     let reader = app
         .emulator
         .mint(&app.emulator.delegated_claims(READER_OID));
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&reader),
-        )
-        .await;
+    let response = app.start_salesforce(&reader).await;
     assert_eq!(response.status(), 403, "Graph's refusal, passed through");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "Authorization_RequestDenied");

@@ -91,9 +91,9 @@ macro_rules! guard_suite {
                 let Some(backend) = $backend else { return };
                 let app = backend.app(2).await;
                 let token = app.admin_token();
-                assert_eq!(app.post(&salesforce(), Some(&token)).await.status(), 204);
+                assert_eq!(app.start_salesforce(&token).await.status(), 204);
                 app.emulator.set_job_status(SALESFORCE_SP, SALESFORCE_JOB, "Paused");
-                let response = app.post(&salesforce(), Some(&token)).await;
+                let response = app.start_salesforce(&token).await;
                 let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
                 assert!((1..=2).contains(&retry_after), "{retry_after}");
                 assert_error(response, 409, "SyncJobStartCooldown").await;
@@ -102,7 +102,7 @@ macro_rules! guard_suite {
                 assert_error(app.post(&beta, Some(&app.app_token())).await, 409, "SyncJobStartCooldown").await;
                 assert_eq!(app.emulator.count(Operation::Start), 1);
                 tokio::time::sleep(Duration::from_millis(2100)).await;
-                assert_eq!(app.post(&salesforce(), Some(&token)).await.status(), 204);
+                assert_eq!(app.start_salesforce(&token).await.status(), 204);
                 assert_eq!(app.emulator.count(Operation::Start), 2);
             }
 
@@ -112,8 +112,8 @@ macro_rules! guard_suite {
                 let app = backend.app(300).await;
                 app.emulator.inject(Fault { operation: Some(Operation::Start), status: Some(500), ..Fault::default() });
                 let token = app.admin_token();
-                assert_eq!(app.post(&salesforce(), Some(&token)).await.status(), 500);
-                assert_eq!(app.post(&salesforce(), Some(&token)).await.status(), 204);
+                assert_eq!(app.start_salesforce(&token).await.status(), 500);
+                assert_eq!(app.start_salesforce(&token).await.status(), 204);
                 assert_eq!(app.emulator.count(Operation::Start), 2);
             }
 
@@ -122,7 +122,7 @@ macro_rules! guard_suite {
                 let Some(backend) = $backend else { return };
                 let app = backend.app(300).await;
                 let token = app.admin_token();
-                assert_eq!(app.post(&salesforce(), Some(&token)).await.status(), 204);
+                assert_eq!(app.start_salesforce(&token).await.status(), 204);
                 app.emulator.set_job_status(SALESFORCE_SP, SALESFORCE_JOB, "Paused");
                 let report: Value = app.post(&format!("{}?whatIf=true", salesforce()), Some(&token)).await.json().await.unwrap();
                 assert_eq!(report["wouldStart"], false);
@@ -267,7 +267,7 @@ async fn the_cooldown_and_idempotent_replays_hold_across_replicas() {
     a.emulator
         .set_job_status(SALESFORCE_SP, SALESFORCE_JOB, "Paused");
     assert_error(
-        b.post(&salesforce(), Some(&token)).await,
+        b.start_salesforce(&token).await,
         409,
         "SyncJobStartCooldown",
     )
@@ -292,7 +292,7 @@ async fn starts_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
         200
     );
     redis.stop();
-    let response = a.post(&salesforce(), Some(&token)).await;
+    let response = a.start_salesforce(&token).await;
     assert!(response.headers().contains_key("retry-after"));
     assert_error(response, 503, "ServiceUnavailable").await;
     assert_eq!(
@@ -316,7 +316,7 @@ async fn starts_fail_closed_while_redis_is_down_and_recover_when_it_is_back() {
     redis.restart();
     let mut status = 0;
     for _ in 0..50 {
-        status = a.post(&salesforce(), Some(&token)).await.status().as_u16();
+        status = a.start_salesforce(&token).await.status().as_u16();
         if status == 204 {
             break;
         }

@@ -99,6 +99,15 @@ impl TestApp {
         format!("/v1.0/servicePrincipals/{sp}/synchronization/jobs/{job}/start")
     }
 
+    /// POSTs the start of the seed's paused Salesforce job, the job most tests start.
+    pub async fn start_salesforce(&self, token: &str) -> reqwest::Response {
+        self.post(
+            &Self::start_path(SALESFORCE_SP, SALESFORCE_JOB),
+            Some(token),
+        )
+        .await
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut request = self.http.post(format!("{}{path}", self.base));
         if let Some(token) = token {

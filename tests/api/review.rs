@@ -13,12 +13,7 @@ fn salesforce() -> String {
 #[tokio::test]
 async fn mixed_algorithm_families_still_accept_a_valid_rs256_token() {
     let app = spawn_app_with(|c, _| c.auth.algorithms = vec!["RS256".into(), "ES256".into()]).await;
-    assert_eq!(
-        app.post(&salesforce(), Some(&app.admin_token()))
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
 }
 
 #[tokio::test]
@@ -29,7 +24,7 @@ async fn a_ps256_header_over_an_rs256_signature_is_refused_when_both_are_accepte
         .emulator
         .mint_with_header(&header, &app.emulator.delegated_claims(ADMIN_OID));
     assert_error(
-        app.post(&salesforce(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         401,
         "InvalidAuthenticationToken",
     )
@@ -45,7 +40,7 @@ async fn a_token_without_oid_is_refused_even_with_a_sub() {
         c["sub"] = json!("anything-at-all");
     });
     assert_error(
-        app.post(&salesforce(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         401,
         "InvalidAuthenticationToken",
     )
@@ -63,7 +58,7 @@ async fn a_tid_that_differs_from_the_issuers_tenant_is_refused() {
     .await;
     let token = app.admin_token_with(|c| c["tid"] = json!("00000000-0000-4000-8000-00000000000a"));
     assert_error(
-        app.post(&salesforce(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         401,
         "InvalidAuthenticationToken",
     )
@@ -120,7 +115,7 @@ async fn cooldowns_survive_a_flood_of_other_jobs_in_a_small_memory_store() {
     })
     .await;
     let token = app.admin_token();
-    assert_eq!(app.post(&salesforce(), Some(&token)).await.status(), 204);
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
     for i in 0..400 {
         app.post(
             &TestApp::start_path(SALESFORCE_SP, &format!("bogus-{i}")),
@@ -129,7 +124,7 @@ async fn cooldowns_survive_a_flood_of_other_jobs_in_a_small_memory_store() {
         .await;
     }
     assert_error(
-        app.post(&salesforce(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         409,
         "SyncJobStartCooldown",
     )
@@ -149,7 +144,7 @@ async fn cooldowns_survive_a_flood_of_other_jobs_in_a_small_memory_store() {
 async fn the_same_job_id_in_another_casing_is_the_same_job() {
     let app = spawn_app_with(|c, _| c.guard.preflight = false).await;
     let token = app.admin_token();
-    assert_eq!(app.post(&salesforce(), Some(&token)).await.status(), 204);
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
     let shouted = TestApp::start_path(SALESFORCE_SP, &SALESFORCE_JOB.to_uppercase());
     assert_error(
         app.post(&shouted, Some(&token)).await,
@@ -170,7 +165,7 @@ async fn a_revoked_facade_token_is_replaced_once_and_otherwise_is_a_502_not_the_
         c.graph.credential.client_secret = None;
     })
     .await;
-    let response = app.post(&salesforce(), Some(&app.admin_token())).await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_error(response, 502, "BadGateway").await;
     assert_eq!(
         app.emulator.count(Operation::GetJob),
@@ -187,12 +182,7 @@ async fn a_graph_504_on_the_start_is_not_retried() {
         status: Some(504),
         ..Fault::default()
     });
-    assert_eq!(
-        app.post(&salesforce(), Some(&app.admin_token()))
-            .await
-            .status(),
-        504
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 504);
     assert_eq!(app.emulator.count(Operation::Start), 1);
 }
 
@@ -265,12 +255,7 @@ async fn a_graph_401_for_the_facades_token_fetches_a_new_one_and_retries_once() 
         status: Some(401),
         ..Fault::default()
     });
-    assert_eq!(
-        app.post(&salesforce(), Some(&app.admin_token()))
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
     assert_eq!(
         app.emulator.count(Operation::Token),
         2,

@@ -8,12 +8,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn start_of_a_paused_job_answers_204_and_the_job_runs() {
     let app = spawn_app().await;
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_eq!(response.status(), 204);
     assert!(response.headers().contains_key("request-id"));
     assert!(response.headers().contains_key("x-ms-ags-diagnostic"));
@@ -30,12 +25,7 @@ async fn start_of_a_paused_job_answers_204_and_the_job_runs() {
 #[tokio::test]
 async fn graph_receives_the_facades_own_token_never_the_callers() {
     let app = spawn_app().await;
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_eq!(response.status(), 204);
     let calls = app.emulator.calls();
     let start = calls
@@ -257,12 +247,7 @@ async fn client_request_id_is_forwarded_and_echoed_or_made_when_absent() {
             .any(|(n, _)| n.eq_ignore_ascii_case("x-not-forwarded"))
     );
 
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     let made = response.headers()["client-request-id"].to_str().unwrap();
     assert_eq!(made.len(), 36, "a new GUID: {made}");
 }
@@ -301,12 +286,7 @@ async fn throttling_is_retried_after_retry_after() {
         ..Fault::default()
     });
     let started = std::time::Instant::now();
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_eq!(response.status(), 204);
     assert_eq!(app.emulator.count(Operation::Start), 2);
     assert!(
@@ -325,12 +305,7 @@ async fn throttling_beyond_the_retries_is_passed_back_with_whole_second_retry_af
         times: Some(5),
         ..Fault::default()
     });
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(
@@ -348,12 +323,7 @@ async fn a_timed_out_start_is_504_and_never_retried() {
         delay_ms: Some(3000),
         ..Fault::default()
     });
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_error(response, 504, "GatewayTimeout").await;
     assert_eq!(app.emulator.count(Operation::Start), 1);
 }
@@ -366,12 +336,7 @@ async fn a_dropped_connection_after_sending_is_502_and_never_retried() {
         drop_connection: true,
         ..Fault::default()
     });
-    let response = app
-        .post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&app.admin_token()),
-        )
-        .await;
+    let response = app.start_salesforce(&app.admin_token()).await;
     assert_error(response, 502, "BadGateway").await;
     assert_eq!(app.emulator.count(Operation::Start), 1);
 }
@@ -381,15 +346,7 @@ async fn graph_unreachable_is_502() {
     let app = spawn_app().await;
     let token = app.admin_token();
     // Obtain the Graph token first, then take Graph away.
-    assert_eq!(
-        app.post(
-            &TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB),
-            Some(&token)
-        )
-        .await
-        .status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
     app.emulator.shutdown().await;
     let response = app
         .post(

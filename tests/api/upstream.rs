@@ -6,10 +6,6 @@ use syncjob_facade::emulator::{Fault, Operation};
 use crate::helpers::*;
 use crate::proxy::ForwardProxy;
 
-fn start() -> String {
-    TestApp::start_path(SALESFORCE_SP, SALESFORCE_JOB)
-}
-
 #[tokio::test]
 async fn a_503_storm_is_retried_a_bounded_number_of_times_then_the_circuit_opens() {
     let app = spawn_app_with(|c, _| {
@@ -29,7 +25,7 @@ async fn a_503_storm_is_retried_a_bounded_number_of_times_then_the_circuit_opens
     });
     let token = app.admin_token();
     for round in 1..=2 {
-        let response = app.post(&start(), Some(&token)).await;
+        let response = app.start_salesforce(&token).await;
         assert_eq!(response.status(), 503, "Graph's 503 passed through");
         assert_eq!(
             app.emulator.count(Operation::Start),
@@ -38,7 +34,7 @@ async fn a_503_storm_is_retried_a_bounded_number_of_times_then_the_circuit_opens
         );
     }
     let started = std::time::Instant::now();
-    let response = app.post(&start(), Some(&token)).await;
+    let response = app.start_salesforce(&token).await;
     assert!(
         response.headers()["retry-after"]
             .to_str()
@@ -94,21 +90,21 @@ async fn the_circuit_lets_a_trial_through_after_the_open_period_and_closes_on_su
         ..Fault::default()
     });
     let token = app.admin_token();
-    assert_eq!(app.post(&start(), Some(&token)).await.status(), 502);
+    assert_eq!(app.start_salesforce(&token).await.status(), 502);
     assert_error(
-        app.post(&start(), Some(&token)).await,
+        app.start_salesforce(&token).await,
         503,
         "ServiceUnavailable",
     )
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
-        app.post(&start(), Some(&token)).await.status(),
+        app.start_salesforce(&token).await.status(),
         204,
         "the trial succeeds"
     );
     assert_eq!(
-        app.post(&start(), Some(&token)).await.status(),
+        app.start_salesforce(&token).await.status(),
         204,
         "closed again"
     );
@@ -125,10 +121,7 @@ async fn retry_after_one_second_is_waited_out_between_the_two_attempts() {
         ..Fault::default()
     });
     let started = std::time::Instant::now();
-    assert_eq!(
-        app.post(&start(), Some(&app.admin_token())).await.status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
     let elapsed = started.elapsed();
     assert_eq!(app.emulator.count(Operation::Start), 2);
     assert!(
@@ -157,10 +150,7 @@ async fn graph_calls_go_through_the_configured_proxy_with_its_credentials() {
         });
     })
     .await;
-    assert_eq!(
-        app.post(&start(), Some(&app.admin_token())).await.status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
     let forwarded = proxy.forwarded();
     assert!(
         forwarded
@@ -193,9 +183,6 @@ async fn no_proxy_hosts_bypass_the_proxy() {
         });
     })
     .await;
-    assert_eq!(
-        app.post(&start(), Some(&app.admin_token())).await.status(),
-        204
-    );
+    assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
     assert!(proxy.forwarded().is_empty());
 }
