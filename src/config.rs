@@ -108,6 +108,15 @@ pub struct ServerConfig {
     pub rate_limit_burst: u32,
     /// Origins allowed by CORS (portals in a browser); empty: CORS off.
     pub cors_allowed_origins: Vec<String>,
+    /// A request head must arrive within this time of its first byte (of the connection's
+    /// opening, for the first request).
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight is closed after this time.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones are refused.
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -235,6 +244,10 @@ impl Default for ServerConfig {
             rate_limit_per_minute: 60,
             rate_limit_burst: 20,
             cors_allowed_origins: Vec::new(),
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
+            max_header_bytes: 32 * 1024,
         }
     }
 }
@@ -424,6 +437,21 @@ impl Config {
                 "server.request_timeout_secs",
                 "must be greater than 0",
             ));
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            ("server.max_connections", self.server.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.server.max_header_bytes < 8192 {
+            return Err(invalid("server.max_header_bytes", "must be at least 8192"));
         }
         let auth = &self.auth;
         if auth.issuers.is_empty() {
@@ -640,7 +668,23 @@ impl Config {
     fn validate_bounds(&self) -> Result<(), ConfigError> {
         let server = &self.server;
         let graph = &self.graph;
-        let bounds: [(&str, u64, u64); 13] = [
+        let bounds: [(&str, u64, u64); 17] = [
+            (
+                "server.header_read_timeout_secs",
+                server.header_read_timeout_secs,
+                600,
+            ),
+            ("server.idle_timeout_secs", server.idle_timeout_secs, 3600),
+            (
+                "server.max_connections",
+                server.max_connections as u64,
+                1_000_000,
+            ),
+            (
+                "server.max_header_bytes",
+                server.max_header_bytes as u64,
+                1024 * 1024,
+            ),
             (
                 "server.body_limit_bytes",
                 server.body_limit_bytes as u64,

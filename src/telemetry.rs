@@ -20,6 +20,8 @@ pub const GUARD_STORE_ERRORS: &str = "syncjob_guard_store_errors_total";
 pub const WEBHOOK_DELIVERIES: &str = "syncjob_webhook_deliveries_total";
 pub const RATE_LIMITED: &str = "syncjob_rate_limited_total";
 pub const LOAD_SHED: &str = "syncjob_load_shed_total";
+pub const CONNECTIONS_OPEN: &str = "syncjob_http_connections_open";
+pub const CONNECTIONS_CLOSED: &str = "syncjob_http_connections_closed_total";
 
 /// Seconds; from a fast cache hit to a slow Graph call.
 const BUCKETS: [f64; 12] = [
@@ -94,6 +96,11 @@ fn describe() {
         "Requests refused by the per-caller rate limit"
     );
     describe_counter!(LOAD_SHED, "Requests shed by the global concurrency limit");
+    describe_gauge!(CONNECTIONS_OPEN, "Client connections open");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Client connections closed by the facade: header_timeout (request head too slow), idle"
+    );
 }
 
 /// Prometheus text exposition.

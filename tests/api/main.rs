@@ -2,6 +2,7 @@
 //! with RS256 tokens signed by the emulator's keys. One binary, one file per feature.
 
 mod auth;
+mod connections;
 mod credential;
 mod edge;
 mod errors;

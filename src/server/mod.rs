@@ -1,6 +1,8 @@
 //! Running the service: bind, load the signing keys, serve until asked to stop.
 
-use std::future::{Future, IntoFuture};
+mod connections;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,9 +82,14 @@ impl Server {
                 Some(std::time::Instant::now() + grace);
             let _ = begun.send(());
         };
-        let serve = axum::serve(self.listener, app(self.state))
-            .with_graceful_shutdown(signal)
-            .into_future();
+        let server = &self.state.config.server;
+        let limits = connections::Limits {
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+            max_connections: server.max_connections,
+            max_header_bytes: server.max_header_bytes,
+        };
+        let serve = connections::serve(self.listener, app(self.state), limits, signal);
         let deadline = async {
             if began.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -90,13 +97,12 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
-            result = serve => result,
+        tokio::select! {
+            () = serve => {},
             () = deadline => {
                 tracing::warn!("shutdown grace period over with requests still in flight");
-                Ok(())
             }
-        };
+        }
         // Starts whose callers left are still running detached: they finish too, in the grace
         // period that is left, so that none is cut in half and each is audited.
         let tasks = starts.tasks();
@@ -112,7 +118,7 @@ impl Server {
         }
         refresher.abort();
         tracing::info!("stopped");
-        result
+        Ok(())
     }
 }
 
