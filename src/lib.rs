@@ -6,11 +6,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod edge;
 pub mod emulator;
 pub mod error;
 pub mod graph;

@@ -3,6 +3,7 @@
 //! identity, batch) runs a start through here, so every start is decided and audited the same
 //! way.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use moka::future::Cache;
 use serde_json::{Value, json};
 
+use crate::admission::Admission;
 use crate::audit::{self, Decision, Target};
 use crate::auth::Caller;
 use crate::auth::authz::{Grant, Policy};
@@ -59,15 +61,97 @@ pub struct StartService {
     graph: GraphClient,
     policy: Policy,
     guard: Guard,
+    /// Charges callers for what reaches Graph; places for starts running.
+    admission: Admission,
     preflight: bool,
     /// Delegated callers' starts go to Graph as the user (on-behalf-of).
     on_behalf_of: bool,
     /// Every start in flight.
     tasks: tokio_util::task::TaskTracker,
     /// appId → service principal object id; directory ids do not change.
-    app_ids: Cache<AppId, ServicePrincipalId>,
+    app_ids: Lookups<AppId, ServicePrincipalId>,
     /// service principal → owner object ids, briefly, so bursts do not re-read them.
-    owners: Cache<ServicePrincipalId, Arc<Vec<String>>>,
+    owners: Lookups<ServicePrincipalId, Arc<Vec<String>>>,
+}
+
+/// How long Graph's 404 for a lookup is kept: a burst naming a missing service principal
+/// costs one Graph call, and one created a moment later is found soon after.
+const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
+
+/// A directory lookup cache: concurrent misses of one key share one Graph call, and its answer
+/// is kept (a found value for the cache's lifetime, Graph's 404 for `NOT_FOUND_TTL`). Other
+/// answers of Graph (throttling, failures) are shared by the waiters of that call, not kept.
+struct Lookups<K, V> {
+    cache: Cache<K, Read<V>>,
+}
+
+/// A lookup answer that is shared with concurrent waiters but not kept.
+enum Unkept {
+    Upstream(UpstreamAnswer),
+    Failed(ApiError),
+}
+
+struct LookupExpiry {
+    found: Duration,
+}
+
+impl<K, V> moka::Expiry<K, Read<V>> for LookupExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        value: &Read<V>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(match value {
+            Read::Found(_) => self.found,
+            Read::Upstream(_) => NOT_FOUND_TTL,
+        })
+    }
+}
+
+impl<K, V> Lookups<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn new(found: Duration) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(LookupExpiry { found })
+                .build(),
+        }
+    }
+
+    /// The cached answer, or `load`'s: a miss is charged to `caller` before Graph is asked.
+    async fn get(
+        &self,
+        key: K,
+        caller: &Caller,
+        admission: &Admission,
+        load: impl Future<Output = Result<Read<V>, ApiError>>,
+    ) -> Result<Read<V>, ApiError> {
+        if let Some(hit) = self.cache.get(&key).await {
+            return Ok(hit);
+        }
+        admission.charge(caller)?;
+        let loaded = self
+            .cache
+            .try_get_with(key, async {
+                match load.await {
+                    Ok(Read::Upstream(answer)) if answer.status != StatusCode::NOT_FOUND => {
+                        Err(Unkept::Upstream(answer))
+                    }
+                    Ok(read) => Ok(read),
+                    Err(error) => Err(Unkept::Failed(error)),
+                }
+            })
+            .await;
+        loaded.or_else(|unkept| match &*unkept {
+            Unkept::Upstream(answer) => Ok(Read::Upstream(answer.clone())),
+            Unkept::Failed(error) => Err(error.clone()),
+        })
+    }
 }
 
 /// What the pipeline learned on the way, for the audit event and the report.
@@ -136,6 +220,7 @@ impl StartService {
         graph: GraphClient,
         policy: Policy,
         guard: Guard,
+        admission: Admission,
         preflight: bool,
         on_behalf_of: bool,
     ) -> Self {
@@ -143,17 +228,12 @@ impl StartService {
             graph,
             policy,
             guard,
+            admission,
             preflight,
             on_behalf_of,
             tasks: tokio_util::task::TaskTracker::new(),
-            app_ids: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(600))
-                .build(),
-            owners: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            app_ids: Lookups::new(Duration::from_secs(600)),
+            owners: Lookups::new(Duration::from_secs(60)),
         }
     }
 
@@ -174,21 +254,15 @@ impl StartService {
     /// flight that others wait on) in half.
     ///
     /// The task is tracked, so that shutdown waits for it (within the grace period), and runs
-    /// in the request's span, so that its logs carry the request's ids. `permit` (a place among
-    /// the starts in flight) is held until the start ends, not until the caller leaves.
+    /// in the request's span, so that its logs carry the request's ids.
     pub async fn start_detached(
         self: &Arc<Self>,
         caller: Caller,
         request: StartRequest,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Answer, ApiError> {
         use tracing::Instrument;
         let service = Arc::clone(self);
-        let work = async move {
-            let answer = service.start(&caller, &request).await;
-            drop(permit);
-            answer
-        };
+        let work = async move { service.start(&caller, &request).await };
         self.tasks
             .spawn(work.instrument(tracing::Span::current()))
             .await
@@ -225,7 +299,7 @@ impl StartService {
         let sp = match &request.service_principal {
             ServicePrincipalRef::Id(id) => id.clone(),
             ServicePrincipalRef::AppId(app_id) => match self
-                .resolve(request.version, app_id, &request.forwarding)
+                .resolve(caller, request.version, app_id, &request.forwarding)
                 .await
                 .map_err(|e| progress.fail(e))?
             {
@@ -244,7 +318,7 @@ impl StartService {
 
         if let Grant::OwnedBy { permission } = &grant {
             match self
-                .owners_of(&sp, &request.forwarding)
+                .owners_of(caller, &sp, &request.forwarding)
                 .await
                 .map_err(|e| progress.fail(e))?
             {
@@ -332,8 +406,12 @@ impl StartService {
                 outcome
             }
             Err(error) => {
+                // The cooldown, this caller's rate limit (declined before anything was sent),
+                // or a failure of the guard store or of another replica's flight.
                 let decision = if error.code == "SyncJobStartCooldown" {
                     Decision::Cooldown
+                } else if error.status.is_client_error() {
+                    Decision::Denied
                 } else {
                     Decision::Failed
                 };
@@ -343,8 +421,23 @@ impl StartService {
         }
     }
 
-    /// The flight leader's work: preflight, then the start.
-    async fn forward(&self, progress: &Progress<'_>, sp: &ServicePrincipalId) -> Outcome {
+    /// The flight leader's work: a place and the caller's charge, preflight, then the start.
+    /// Declines (`Err`) when this caller may not send it now: that refusal is its own, not the
+    /// flight's.
+    async fn forward(
+        &self,
+        progress: &Progress<'_>,
+        sp: &ServicePrincipalId,
+    ) -> Result<Outcome, ApiError> {
+        let _place = self.admission.admit_start(progress.caller)?;
+        Ok(self.preflight_and_start(progress, sp).await)
+    }
+
+    async fn preflight_and_start(
+        &self,
+        progress: &Progress<'_>,
+        sp: &ServicePrincipalId,
+    ) -> Outcome {
         let request = progress.request;
         match self.preflight_status(request, sp).await {
             Err(error) => return Outcome::from_error(&progress.fail(error)),
@@ -415,6 +508,12 @@ impl StartService {
         grant: &Grant,
     ) -> Result<Answer, ApiError> {
         let request = progress.request;
+        if self.preflight {
+            // The preflight read reaches Graph.
+            self.admission
+                .charge(progress.caller)
+                .map_err(|e| progress.fail(e))?;
+        }
         let status = match self
             .preflight_status(request, sp)
             .await
@@ -458,36 +557,36 @@ impl StartService {
 
     async fn resolve(
         &self,
+        caller: &Caller,
         version: ApiVersion,
         app_id: &AppId,
         fwd: &Forwarding,
     ) -> Result<Read<ServicePrincipalId>, ApiError> {
-        if let Some(id) = self.app_ids.get(app_id).await {
-            return Ok(Read::Found(id));
-        }
-        let read = self.graph.resolve_app_id(version, app_id, fwd).await?;
-        if let Read::Found(id) = &read {
-            self.app_ids.insert(app_id.clone(), id.clone()).await;
-        }
-        Ok(read)
+        self.app_ids
+            .get(
+                app_id.clone(),
+                caller,
+                &self.admission,
+                self.graph.resolve_app_id(version, app_id, fwd),
+            )
+            .await
     }
 
     async fn owners_of(
         &self,
+        caller: &Caller,
         sp: &ServicePrincipalId,
         fwd: &Forwarding,
     ) -> Result<Read<Arc<Vec<String>>>, ApiError> {
-        if let Some(owners) = self.owners.get(sp).await {
-            return Ok(Read::Found(owners));
-        }
-        Ok(match self.graph.owners(sp, fwd).await? {
-            Read::Found(owners) => {
-                let owners = Arc::new(owners);
-                self.owners.insert(sp.clone(), owners.clone()).await;
-                Read::Found(owners)
-            }
-            Read::Upstream(answer) => Read::Upstream(answer),
-        })
+        let load = async {
+            Ok(match self.graph.owners(sp, fwd).await? {
+                Read::Found(owners) => Read::Found(Arc::new(owners)),
+                Read::Upstream(answer) => Read::Upstream(answer),
+            })
+        };
+        self.owners
+            .get(sp.clone(), caller, &self.admission, load)
+            .await
     }
 
     fn report(

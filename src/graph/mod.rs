@@ -86,6 +86,7 @@ struct Collection {
 }
 
 /// The outcome of a read that the pipeline needs parsed, or Graph's own error to pass back.
+#[derive(Debug, Clone)]
 pub enum Read<T> {
     Found(T),
     Upstream(UpstreamAnswer),

@@ -144,6 +144,21 @@ pub enum Role {
     Coalesced,
 }
 
+/// How a flight ended for the request that asked.
+enum Flight {
+    /// With an outcome that every request of the flight shares.
+    Shared(Outcome, Role),
+    /// The leader's work declined for its own request alone.
+    Declined(ApiError),
+}
+
+/// How the leader's work ended: the outcome and whether the lease must be kept (the start
+/// happened but its cooldown could not be recorded), or declined.
+enum Led {
+    Ran(Outcome, bool),
+    Declined(ApiError),
+}
+
 /// What an `Idempotency-Key` found.
 /// A kept answer: the outcome and the shape it was first answered in.
 #[derive(Serialize, Deserialize)]
@@ -240,13 +255,18 @@ impl Guard {
         .with_retry_after(secs)
     }
 
-    /// Runs `start` (a future, which does nothing until awaited) once for all concurrent requests of `job`, on this replica and across
-    /// replicas sharing the store; refuses with the cooldown error when the job is cooling down.
+    /// Runs `start` (a future, which does nothing until awaited) once for all concurrent
+    /// requests of `job`, on this replica and across replicas sharing the store; refuses with
+    /// the cooldown error when the job is cooling down.
+    ///
+    /// `start` answers `Ok` with the outcome every request of the flight shares, or `Err` when
+    /// it declined for its own request alone (that caller's rate limit, no place to run): then
+    /// nothing is shared, and the requests that waited on it try again, one of them leading.
     pub async fn single_flight(
         &self,
         job: &JobKey,
         job_id: &JobId,
-        start: impl Future<Output = Outcome>,
+        start: impl Future<Output = Result<Outcome, ApiError>>,
     ) -> Result<(Outcome, Role), ApiError> {
         let sender = loop {
             let existing = {
@@ -261,29 +281,33 @@ impl Guard {
                 }
             };
             if let Some(mut receiver) = existing {
-                // The leader always sends before leaving the table; a closed channel means it
-                // panicked, and this request tries again.
+                // The leader sends before leaving the table, unless it declined (or panicked):
+                // then the channel closes empty and this request tries again.
                 if let Ok(outcome) = receiver.wait_for(Option::is_some).await {
                     return Ok(((**outcome.as_ref().expect("some")).clone(), Role::Coalesced));
                 }
             }
         };
         let _leaving = LeaveTable { guard: self, job };
-        let result = self.across_replicas(job, job_id, start).await;
-        let shared = match &result {
+        let shared = match self.across_replicas(job, job_id, start).await {
+            Ok(Flight::Shared(outcome, role)) => Ok((outcome, role)),
+            Ok(Flight::Declined(error)) => return Err(error),
+            Err(error) => Err(error),
+        };
+        let outcome = match &shared {
             Ok((outcome, _)) => outcome.clone(),
             Err(error) => Outcome::from_error(error),
         };
-        let _ = sender.send(Some(Arc::new(shared)));
-        result
+        let _ = sender.send(Some(Arc::new(outcome)));
+        shared
     }
 
     async fn across_replicas(
         &self,
         job: &JobKey,
         job_id: &JobId,
-        start: impl Future<Output = Outcome>,
-    ) -> Result<(Outcome, Role), ApiError> {
+        start: impl Future<Output = Result<Outcome, ApiError>>,
+    ) -> Result<Flight, ApiError> {
         let lease_key = format!("lease:{}", job.0);
         let flight = uuid::Uuid::new_v4().to_string();
         let deadline = Instant::now() + self.wait_bound;
@@ -297,11 +321,14 @@ impl Guard {
                 let led = self.lead(job, job_id, &flight, start).await;
                 // A started job whose cooldown could not be recorded keeps its lease until it
                 // expires: a shorter cooldown, rather than none.
-                let keep_lease = matches!(led, Ok((_, true)));
+                let keep_lease = matches!(led, Ok(Led::Ran(_, true)));
                 if !keep_lease && let Err(error) = self.state.delete_if(&lease_key, &flight).await {
                     tracing::warn!(%error, "could not release a flight lease; it expires by itself");
                 }
-                return led.map(|(outcome, _)| (outcome, Role::Leader));
+                return led.map(|led| match led {
+                    Led::Ran(outcome, _) => Flight::Shared(outcome, Role::Leader),
+                    Led::Declined(error) => Flight::Declined(error),
+                });
             }
             let Some(holder) = self.state.get(&lease_key).await.map_err(unavailable)? else {
                 continue;
@@ -314,7 +341,7 @@ impl Guard {
                     .map_err(unavailable)?
                 {
                     let outcome = serde_json::from_str(&text).map_err(ApiError::internal)?;
-                    return Ok((outcome, Role::Coalesced));
+                    return Ok(Flight::Shared(outcome, Role::Coalesced));
                 }
                 if self
                     .state
@@ -331,7 +358,7 @@ impl Guard {
                         .await
                         .map_err(unavailable)?
                     {
-                        return Ok((
+                        return Ok(Flight::Shared(
                             serde_json::from_str(&text).map_err(ApiError::internal)?,
                             Role::Coalesced,
                         ));
@@ -357,15 +384,19 @@ impl Guard {
         job: &JobKey,
         job_id: &JobId,
         flight: &str,
-        start: impl Future<Output = Outcome>,
-    ) -> Result<(Outcome, bool), ApiError> {
+        start: impl Future<Output = Result<Outcome, ApiError>>,
+    ) -> Result<Led, ApiError> {
         // Another replica may have finished a start between this request's first cooldown
         // check and taking the lease.
         if let Some(remaining) = self.cooldown_remaining(job).await? {
             return Err(self.cooldown_error(job_id, remaining));
         }
         // `start` is lazy: nothing of it has run before this await.
-        let outcome = start.await;
+        let outcome = match start.await {
+            Ok(outcome) => outcome,
+            // Nothing to share: the lease is released and waiting replicas try again.
+            Err(declined) => return Ok(Led::Declined(declined)),
+        };
         let started = matches!(outcome, Outcome::Started { .. });
         let mut cooldown_missing = false;
         if started
@@ -387,7 +418,7 @@ impl Guard {
         {
             tracing::warn!(%error, "could not share a flight outcome; waiting replicas will time out");
         }
-        Ok((outcome, cooldown_missing))
+        Ok(Led::Ran(outcome, cooldown_missing))
     }
 
     fn idempotency_key(scope: &str, key: &str) -> String {

@@ -104,10 +104,6 @@ pub async fn deliver(
                 Some(verified.replay_key),
             )
         };
-    if caller.kind != CallerKind::Webhook {
-        state.edge.check_rate(&caller)?;
-    }
-    let _in_flight = state.edge.admit()?;
     let guard = state.starts.guard();
     if let Some(key) = &replay_key
         && let Some(first) = guard.begin_delivery(&hook.name, key).await?
@@ -137,7 +133,7 @@ pub async fn deliver(
             route: "webhook",
         };
         let (starts, caller) = (std::sync::Arc::clone(&state.starts), caller.clone());
-        runs.push(async move { starts.start_detached(caller, request, None).await });
+        runs.push(async move { starts.start_detached(caller, request).await });
     }
     let answers: Vec<Result<Answer, ApiError>> =
         futures_util::stream::iter(runs).buffered(8).collect().await;

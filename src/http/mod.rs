@@ -63,8 +63,6 @@ pub struct App {
     pub starts: Arc<StartService>,
     /// Caller headers forwarded to Graph (`graph.forward_headers`).
     pub forward_headers: Vec<HeaderName>,
-    /// Per-caller rate limit and the limit on starts in flight.
-    pub edge: crate::edge::Edge,
     /// Set when shutdown began: `/readyz` answers 503 so that load balancers stop sending.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -81,6 +79,7 @@ impl App {
             GraphClient::new(&config, http),
             policy,
             guard,
+            crate::admission::Admission::new(&config.server),
             config.guard.preflight,
             config.graph.on_behalf_of,
         ));
@@ -91,7 +90,6 @@ impl App {
             .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         Ok(Self {
-            edge: crate::edge::Edge::new(&config.server),
             config,
             auth,
             starts,
@@ -248,8 +246,6 @@ async fn start_graph(
         return Err(ApiError::method_not_allowed("POST"));
     }
     let caller = caller?;
-    state.edge.check_rate(&caller)?;
-    let in_flight = state.edge.admit()?;
     let query = StartQuery::parse(uri.query(), false)?;
     let request = StartRequest {
         version: path.version,
@@ -260,10 +256,7 @@ async fn start_graph(
         idempotency_key: idempotency?.0,
         route: "graph",
     };
-    let answer = state
-        .starts
-        .start_detached(caller, request, in_flight)
-        .await?;
+    let answer = state.starts.start_detached(caller, request).await?;
     Ok(render(answer))
 }
 
@@ -308,8 +301,6 @@ async fn start_identity(
     axum::Extension(context): axum::Extension<RequestContext>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    state.edge.check_rate(&caller)?;
-    let in_flight = state.edge.admit()?;
     let query = StartQuery::parse(uri.query(), true)?;
     let version = query.api_version.unwrap_or(ApiVersion::V1);
     let build =
@@ -324,12 +315,7 @@ async fn start_identity(
         };
     let Value::Array(items) = &body else {
         let request = build(identity::parse(&body)?, idempotency_key);
-        return Ok(render(
-            state
-                .starts
-                .start_detached(caller, request, in_flight)
-                .await?,
-        ));
+        return Ok(render(state.starts.start_detached(caller, request).await?));
     };
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
@@ -376,7 +362,7 @@ async fn start_identity(
         .into_iter()
         .map(|(index, request)| {
             let (starts, caller) = (Arc::clone(&state.starts), caller.clone());
-            async move { (index, starts.start_detached(caller, request, None).await) }
+            async move { (index, starts.start_detached(caller, request).await) }
         })
         .collect();
     let finished: Vec<(usize, Result<Answer, ApiError>)> = futures_util::stream::iter(runs)

@@ -24,8 +24,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, crate::Error> {
         let addr = config.listen_addr()?;
         let state = AppState(Arc::new(App::build(config)?));
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = listen(addr)
             .map_err(|e| crate::Error::Startup(format!("cannot listen on {addr}: {e}")))?;
         match tokio::time::timeout(Duration::from_secs(10), state.auth.keys().refresh()).await {
             Ok(Ok(_)) => {}
@@ -120,6 +119,20 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Connections beyond `server.max_connections` wait in the kernel's queue (capped by
+/// `net.core.somaxconn`), so a burst of clients is queued rather than refused.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on ctrl-c or SIGTERM.

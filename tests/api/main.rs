@@ -1,6 +1,7 @@
 //! Integration tests: the real facade on 127.0.0.1:0, talking real HTTP to the real emulator,
 //! with RS256 tokens signed by the emulator's keys. One binary, one file per feature.
 
+mod admission;
 mod auth;
 mod connections;
 mod credential;
