@@ -23,6 +23,24 @@ pub const LOAD_SHED: &str = "syncjob_load_shed_total";
 pub const CONNECTIONS_OPEN: &str = "syncjob_http_connections_open";
 pub const CONNECTIONS_CLOSED: &str = "syncjob_http_connections_closed_total";
 
+/// Longest caller-chosen value written into a log line, in characters.
+pub const LOGGED_VALUE_MAX: usize = 256;
+
+/// A caller-chosen value as it may appear in a log line, in either format: cut to
+/// `LOGGED_VALUE_MAX` characters (marked with `…`) and with control characters, quotes and
+/// backslashes escaped, so that no value can end a line, colour a terminal or forge an entry.
+pub fn shown(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(LOGGED_VALUE_MAX) + 8);
+    for (count, c) in value.chars().enumerate() {
+        if count == LOGGED_VALUE_MAX {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out
+}
+
 /// Seconds; from a fast cache hit to a slow Graph call.
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -108,4 +126,19 @@ pub fn render() -> String {
     let handle = prometheus();
     handle.run_upkeep();
     handle.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_values_are_escaped_and_cut() {
+        assert_eq!(shown("kid\r\n\u{1b}[31maudit"), "kid\\r\\n\\u{1b}[31maudit");
+        let long = "a".repeat(60_000);
+        let cut = shown(&long);
+        assert_eq!(cut.chars().count(), LOGGED_VALUE_MAX + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(shown("plain-value"), "plain-value");
+    }
 }

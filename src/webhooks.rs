@@ -16,7 +16,8 @@ use crate::error::ApiError;
 
 /// Standard Webhooks' tolerance for `webhook-timestamp`, both ways.
 pub const TOLERANCE_SECS: u64 = 300;
-const MAX_DELIVERY_ID: usize = 256;
+/// Longest delivery id kept (signed or not): ids are remembered for 24 hours.
+pub const MAX_DELIVERY_ID: usize = 255;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -47,16 +48,33 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
 }
 
 fn delivery_id(text: &str, name: &str) -> Result<String, ApiError> {
+    checked_delivery_id(text).ok_or_else(|| unauthorized(delivery_id_rule(name)))
+}
+
+fn checked_delivery_id(text: &str) -> Option<String> {
     let text = text.trim();
-    if text.is_empty()
-        || text.len() > MAX_DELIVERY_ID
-        || !text.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(unauthorized(format!(
-            "The {name} header must be 1 to {MAX_DELIVERY_ID} visible ASCII characters."
-        )));
-    }
-    Ok(text.to_owned())
+    (!text.is_empty()
+        && text.len() <= MAX_DELIVERY_ID
+        && text.bytes().all(|b| b.is_ascii_graphic()))
+    .then(|| text.to_owned())
+}
+
+fn delivery_id_rule(name: &str) -> String {
+    format!("The {name} header must be 1 to {MAX_DELIVERY_ID} visible ASCII characters.")
+}
+
+/// The `webhook-id` of a bearer-token sender: unsigned, so held to the same bounds as a signed
+/// one before it is kept; a bad one is the sender's mistake (400), not a failed signature.
+pub fn bearer_delivery_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("webhook-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(checked_delivery_id)
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request(delivery_id_rule("webhook-id")))
 }
 
 /// A verified delivery.

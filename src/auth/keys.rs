@@ -107,7 +107,10 @@ impl KeyStore {
             }
             *last = Some(Instant::now());
         }
-        tracing::info!(kid = %kid, "unknown signing key id: refetching the key set");
+        tracing::info!(
+            kid = %crate::telemetry::shown(kid),
+            "unknown signing key id: refetching the key set"
+        );
         if let Err(error) = self.fetch_locked().await {
             tracing::warn!(%error, "key set refetch failed; keeping the last good keys");
         }
@@ -220,5 +223,57 @@ impl KeyStore {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_is_logged_escaped_in_the_human_format() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        // Nothing listens on port 9: the refetch fails fast, after the line is written.
+        let store = KeyStore::new(
+            reqwest::Client::builder().no_proxy().build().unwrap(),
+            KeySource::Jwks("http://127.0.0.1:9/keys".into()),
+        );
+        let forged = "x\r\n2026-12-03T00:00:00Z  INFO audit: decision=forwarded \u{1b}[31m";
+        assert!(store.key(forged).await.is_none());
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("unknown signing key id"))
+            .expect("the refetch is logged");
+        assert!(line.contains(r"x\r\n2026"), "{line}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(!text.contains('\r'), "{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("2026-12-03T00:00:00Z")),
+            "{text}"
+        );
     }
 }

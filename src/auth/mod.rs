@@ -207,14 +207,24 @@ impl Authenticator {
         }
         let object_id = claims
             .oid
-            .map(|o| o.to_ascii_lowercase())
             .ok_or_else(|| ApiError::invalid_token("The token has no oid claim."))?;
-        let is_app = claims.idtyp.as_deref() == Some("app")
-            || (claims.scp.is_none() && !claims.roles.is_empty());
-        let kind = if is_app {
-            CallerKind::Application
-        } else {
-            CallerKind::Delegated
+        // The object id keys the rate limit, idempotency and the audit: a GUID, as Entra issues.
+        let object_id = crate::ids::ServicePrincipalId::parse(&object_id)
+            .map_err(|_| ApiError::invalid_token("The token's oid claim is not a GUID."))?
+            .as_str()
+            .to_ascii_lowercase();
+        // `idtyp`, when Entra sends it, says what the token is; only v1-style tokens without it
+        // are told apart by their claims (roles without scp: an application).
+        let kind = match claims.idtyp.as_deref() {
+            Some("app") => CallerKind::Application,
+            Some("user") => CallerKind::Delegated,
+            Some(_) => {
+                return Err(ApiError::invalid_token(
+                    "The token's idtyp claim is neither app nor user.",
+                ));
+            }
+            None if claims.scp.is_none() && !claims.roles.is_empty() => CallerKind::Application,
+            None => CallerKind::Delegated,
         };
         let scopes = claims
             .scp

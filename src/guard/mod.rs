@@ -61,9 +61,10 @@ impl IdempotencyKey {
         Ok(Self(text.to_owned()))
     }
 
-    /// The key of one item of a batch.
+    /// The key of one item of a batch. A key is visible ASCII, so the line break keeps an
+    /// item's key apart from every key of a single request (`B2` item 0 is not `B2#0`).
     pub fn for_item(&self, index: usize) -> Self {
-        Self(format!("{}#{index}", self.0))
+        Self(format!("{}\n{index}", self.0))
     }
 }
 

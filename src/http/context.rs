@@ -21,6 +21,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// The caller's `client-request-id`, or a new GUID.
     pub client_request_id: String,
+    /// When the request arrived: the request timeout counts from here.
+    pub received: std::time::Instant,
 }
 
 /// Marks a response that is Graph's answer, passed through: its body is left as Graph sent it.
@@ -43,12 +45,14 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     let context = RequestContext {
         request_id: uuid::Uuid::new_v4().to_string(),
         client_request_id: client_request_id(&request),
+        received: std::time::Instant::now(),
     };
     request.extensions_mut().insert(context.clone());
+    // The method is one of a bounded set; the path is the caller's, so it is cut and escaped.
     let span = tracing::info_span!(
         "request",
-        method = %request.method(),
-        path = request.uri().path(),
+        method = method_label(request.method()),
+        path = %crate::telemetry::shown(request.uri().path()),
         request_id = %context.request_id,
         client_request_id = %context.client_request_id,
     );
@@ -57,17 +61,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    // Standard verbs only: any other method name would be a new label value.
-    let method: &'static str = match request.method().as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "other",
-    };
+    let method = method_label(request.method());
     let is_docs = request.uri().path().starts_with("/docs");
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -135,6 +129,21 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         *response.body_mut() = Body::from(bytes);
     }
     response
+}
+
+/// Standard verbs only: any other method name would be a new label value or a caller-chosen
+/// string in the log.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Errors that axum or tower answer with a bare status: given the envelope here.

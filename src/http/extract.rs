@@ -56,7 +56,20 @@ impl StartQuery {
             switches: Switches::default(),
             api_version: None,
         };
+        let mut seen: Vec<String> = Vec::new();
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            // A switch named twice is refused, never decided by order: a dry run added by a
+            // proxy or a portal must not be turned into a start by a later value.
+            let lower = name.to_ascii_lowercase();
+            if !lower.starts_with('$') {
+                if seen.contains(&lower) {
+                    let shown: String = name.chars().take(64).collect();
+                    return Err(ApiError::bad_request(format!(
+                        "The query parameter {shown} is given more than once; give it once."
+                    )));
+                }
+                seen.push(lower);
+            }
             let flag = |value: &str| match value.to_ascii_lowercase().as_str() {
                 "" | "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
@@ -110,6 +123,11 @@ impl FromRequestParts<AppState> for Forwarding {
                 continue;
             }
             for value in parts.headers.get_all(name) {
+                if value.len() > MAX_FORWARDED_VALUE {
+                    return Err(ApiError::bad_request(format!(
+                        "The {name} header is longer than {MAX_FORWARDED_VALUE} bytes."
+                    )));
+                }
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -120,6 +138,9 @@ impl FromRequestParts<AppState> for Forwarding {
         })
     }
 }
+
+/// Longest value of a caller header forwarded to Graph (`graph.forward_headers`).
+pub const MAX_FORWARDED_VALUE: usize = 1024;
 
 /// The `Idempotency-Key` request header, validated.
 pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
@@ -167,10 +188,88 @@ impl FromRequest<AppState> for JsonBody {
                     ApiError::bad_request("The request body could not be read.")
                 }
             })?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
+        let strict::NoDuplicateKeys(value) = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("The request body is not valid JSON: {e}."))
         })?;
         Ok(Self(value))
+    }
+}
+
+/// JSON that names no key twice in one object: serde_json keeps the last of duplicate keys,
+/// which would let a second value silently override the first.
+mod strict {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    pub struct NoDuplicateKeys(pub Value);
+
+    impl<'de> Deserialize<'de> for NoDuplicateKeys {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(StrictVisitor).map(Self)
+        }
+    }
+
+    struct StrictVisitor;
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_bool<E: Error>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_str<E: Error>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E: Error>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(super::strict::NoDuplicateKeys(item)) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let NoDuplicateKeys(value) = map.next_value()?;
+                if object.contains_key(&key) {
+                    let shown: String = key.chars().take(64).collect();
+                    return Err(A::Error::custom(format!("the key '{shown}' appears twice")));
+                }
+                object.insert(key, value);
+            }
+            Ok(Value::Object(object))
+        }
     }
 }
 
@@ -239,6 +338,39 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("sneaky")
+        );
+    }
+
+    #[test]
+    fn a_switch_named_twice_in_any_casing_is_refused_by_name() {
+        for query in [
+            "whatIf=true&whatIf=false",
+            "whatIf=true&WHATIF=false",
+            "whatif&whatIf=1",
+        ] {
+            let error = StartQuery::parse(Some(query), true).unwrap_err();
+            assert!(error.message.contains("more than once"), "{query}");
+            assert!(
+                error.message.to_ascii_lowercase().contains("whatif"),
+                "{query}"
+            );
+        }
+        assert!(StartQuery::parse(Some("apiVersion=beta&apiversion=v1.0"), true).is_err());
+        assert!(StartQuery::parse(Some("$select=id&$select=status"), true).is_ok());
+    }
+
+    #[test]
+    fn json_bodies_may_not_name_a_key_twice() {
+        let parse = |text: &str| serde_json::from_str::<strict::NoDuplicateKeys>(text);
+        assert!(parse(r#"{"a":1,"b":[{"c":2,"d":3}]}"#).is_ok());
+        let error = parse(r#"{"a":1,"a":2}"#).err().unwrap().to_string();
+        assert!(error.contains("'a' appears twice"), "{error}");
+        assert!(parse(r#"[{"x":{"y":1,"y":1}}]"#).is_err());
+        assert_eq!(
+            parse(r#"{"n":1.5,"m":-2,"t":true,"z":null,"s":"v"}"#)
+                .unwrap()
+                .0,
+            serde_json::json!({"n":1.5,"m":-2,"t":true,"z":null,"s":"v"})
         );
     }
 }

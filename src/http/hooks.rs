@@ -14,7 +14,6 @@ use crate::graph::Forwarding;
 use crate::ids::{ApiVersion, JobId, ServicePrincipalId, ServicePrincipalRef};
 use crate::start::{Answer, StartRequest, Switches};
 use crate::webhooks;
-use futures_util::StreamExt;
 
 /// The caller a verified signature stands for: the hook itself, named in the audit trail by its
 /// name and the delivery id.
@@ -63,6 +62,7 @@ pub async fn deliver(
     headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     forwarding: Forwarding,
+    axum::Extension(context): axum::Extension<super::context::RequestContext>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Some(hook) = state.config.webhooks.iter().find(|h| h.name == name) else {
@@ -85,10 +85,7 @@ pub async fn deliver(
             // delivery id. Its (unsigned) ids are its own, apart from the signed ones.
             let caller = caller?;
             state.starts.authorize(&caller)?;
-            let id = headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let id = webhooks::bearer_delivery_id(&headers)?;
             let key = id
                 .as_ref()
                 .map(|id| format!("bearer:{}/{}:{id}", caller.tenant_id, caller.object_id));
@@ -135,8 +132,11 @@ pub async fn deliver(
         let (starts, caller) = (std::sync::Arc::clone(&state.starts), caller.clone());
         runs.push(async move { starts.start_detached(caller, request).await });
     }
-    let answers: Vec<Result<Answer, ApiError>> =
-        futures_util::stream::iter(runs).buffered(8).collect().await;
+    let deadline = super::batch::deadline(
+        context.received,
+        std::time::Duration::from_secs(state.config.server.request_timeout_secs),
+    );
+    let answers = super::batch::run(runs, deadline).await;
     let mut results = Vec::with_capacity(answers.len());
     let mut retriable = false;
     for (target, answer) in hook.targets.iter().zip(answers) {

@@ -3,6 +3,7 @@
 //! Handlers parse and authenticate (through extractors), hand a `StartRequest` to the start
 //! pipeline, and render its answer; they decide nothing about permissions or Graph.
 
+pub mod batch;
 pub mod context;
 pub mod extract;
 pub mod graph_path;
@@ -35,12 +36,9 @@ use crate::openapi::BearerScheme;
 use crate::start::{Answer, StartRequest, StartService};
 use context::{FromGraph, RequestContext};
 use extract::{IdempotencyHeader, JsonBody, StartQuery};
-use futures_util::StreamExt;
 
 /// Most items in one `POST /start` array.
 pub const MAX_BATCH: usize = 100;
-/// Distinct items of one array started at once.
-const BATCH_CONCURRENCY: usize = 8;
 
 /// Shared state of the service.
 #[derive(Clone)]
@@ -358,19 +356,21 @@ async fn start_identity(
             ))
         })
         .collect();
-    let runs: Vec<_> = requests
+    let (indexes, runs): (Vec<usize>, Vec<_>) = requests
         .into_iter()
         .map(|(index, request)| {
             let (starts, caller) = (Arc::clone(&state.starts), caller.clone());
-            async move { (index, starts.start_detached(caller, request).await) }
+            (index, async move {
+                starts.start_detached(caller, request).await
+            })
         })
-        .collect();
-    let finished: Vec<(usize, Result<Answer, ApiError>)> = futures_util::stream::iter(runs)
-        .buffered(BATCH_CONCURRENCY)
-        .collect()
-        .await;
+        .unzip();
+    let deadline = batch::deadline(
+        context.received,
+        Duration::from_secs(state.config.server.request_timeout_secs),
+    );
+    let finished = indexes.into_iter().zip(batch::run(runs, deadline).await);
     let outcomes: std::collections::HashMap<usize, Value> = finished
-        .into_iter()
         .map(|(index, outcome)| (index, batch_entry(index, outcome, &context)))
         .collect();
     let responses: Vec<Value> = parsed

@@ -3,6 +3,7 @@
 
 mod admission;
 mod auth;
+mod bounds;
 mod connections;
 mod credential;
 mod edge;

@@ -428,3 +428,39 @@ async fn a_start_that_failed_for_a_retriable_reason_asks_for_a_redelivery() {
     assert_eq!(summary["results"][0]["outcome"], "started");
     assert_eq!(app.emulator.count(Operation::Start), 2);
 }
+
+#[tokio::test]
+async fn a_bearer_senders_webhook_id_is_held_to_the_signed_ids_bounds() {
+    let app = app_with_hooks().await;
+    let url = format!("{}/hooks/azure-monitor", app.base);
+    for id in ["a".repeat(5000), "a".repeat(256), "has space".into()] {
+        let refused = app
+            .http
+            .post(&url)
+            .bearer_auth(app.app_token())
+            .header("webhook-id", id.as_str())
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(refused, 400, "BadRequest").await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 to 255 visible ASCII"),
+            "{body}"
+        );
+    }
+    assert_eq!(app.emulator.count(Operation::Start), 0);
+    let accepted = app
+        .http
+        .post(&url)
+        .bearer_auth(app.app_token())
+        .header("webhook-id", "a".repeat(255))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+}
