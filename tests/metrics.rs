@@ -240,6 +240,54 @@ async fn label_values_are_route_templates_never_ids() {
     assert!(text.contains("# TYPE syncjob_http_requests_total counter"));
 }
 
+async fn connections_are_gauged_and_their_closures_counted_by_reason() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c, _| {
+        c.server.header_read_timeout_secs = 1;
+        c.server.idle_timeout_secs = 1;
+    })
+    .await;
+    // Reads on connections of their own that the client closes: they count as neither.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let read = |labels: &'static [(&'static str, &'static str)], name: &'static str| {
+        let (http, url) = (http.clone(), format!("{}/metrics", app.base));
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .filter(|l| l.split(['{', ' ']).next() == Some(name))
+                .filter(|l| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    let closed = "syncjob_http_connections_closed_total";
+    let slow = read(&[("reason", "header_timeout")], closed).await;
+    let idle = read(&[("reason", "idle")], closed).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(read(&[], "syncjob_http_connections_open").await >= 3.0);
+    let mut buf = [0u8; 1024];
+    while silent.read(&mut buf).await.unwrap_or(0) > 0 {}
+    while kept.read(&mut buf).await.unwrap_or(0) > 0 {}
+    assert_eq!(
+        read(&[("reason", "header_timeout")], closed).await,
+        slow + 1.0
+    );
+    assert_eq!(read(&[("reason", "idle")], closed).await, idle + 1.0);
+}
+
 #[tokio::test]
 async fn every_metric_family_is_driven_and_read_back() {
     a_start_is_counted_in_requests_decisions_graph_calls_and_the_token_cache().await;
@@ -248,4 +296,5 @@ async fn every_metric_family_is_driven_and_read_back() {
     concurrent_starts_count_as_coalesced().await;
     guard_store_errors_and_the_circuit_breaker_are_counted().await;
     label_values_are_route_templates_never_ids().await;
+    connections_are_gauged_and_their_closures_counted_by_reason().await;
 }

@@ -85,7 +85,7 @@ impl Server {
         let limits = connections::Limits {
             header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(server.idle_timeout_secs),
-            max_connections: server.max_connections,
+            max_connections: within_descriptor_limit(server.max_connections),
             max_header_bytes: server.max_header_bytes,
         };
         let serve = connections::serve(self.listener, app(self.state), limits, signal);
@@ -119,6 +119,39 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// File descriptors kept free of client connections: Graph, Redis, the signing keys, logs.
+const DESCRIPTORS_KEPT: usize = 128;
+
+/// `server.max_connections`, lowered when the process may not open that many files: beyond
+/// its descriptor limit accept fails and the facade could not reach Graph or Redis either.
+fn within_descriptor_limit(configured: usize) -> usize {
+    let Some(limit) = open_files_limit() else {
+        return configured;
+    };
+    let usable = limit.saturating_sub(DESCRIPTORS_KEPT).max(1);
+    if configured > usable {
+        tracing::warn!(
+            configured,
+            open_files_limit = limit,
+            used = usable,
+            "server.max_connections is above what the open-files limit allows; raise the limit (ulimit -n) to use it"
+        );
+        return usable;
+    }
+    configured
+}
+
+/// The soft limit on open files, where the platform tells it (`/proc/self/limits`).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Connections beyond `server.max_connections` wait in the kernel's queue (capped by
@@ -156,4 +189,18 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_connections_stays_below_the_open_files_limit() {
+        let Some(limit) = open_files_limit() else {
+            return;
+        };
+        assert!(within_descriptor_limit(usize::MAX) <= limit - DESCRIPTORS_KEPT.min(limit - 1));
+        assert_eq!(within_descriptor_limit(1), 1);
+    }
 }
