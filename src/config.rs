@@ -217,6 +217,11 @@ pub struct CredentialConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
     pub store: String,
+    /// `rediss://`: PEM certificates trusted in addition to the system roots.
+    pub store_ca_file: Option<PathBuf>,
+    /// The Redis password when it is not in the URL (Azure's access key); read at each new
+    /// connection, so a rotated key is picked up.
+    pub store_password_file: Option<PathBuf>,
     pub cooldown_secs: u64,
     pub preflight: bool,
     /// Bound of each in-memory table (flights and cooldowns; idempotency records).
@@ -314,6 +319,8 @@ impl Default for GuardConfig {
     fn default() -> Self {
         Self {
             store: "memory".into(),
+            store_ca_file: None,
+            store_password_file: None,
             cooldown_secs: 300,
             preflight: true,
             memory_max_entries: 100_000,
@@ -549,16 +556,7 @@ impl Config {
         }
         self.validate_bounds()?;
         self.validate_webhooks()?;
-        let store = &self.guard.store;
-        if store != "memory" {
-            let redis = store.starts_with("redis://") || store.starts_with("rediss://");
-            if !redis || redis::Client::open(store.as_str()).is_err() {
-                return Err(invalid(
-                    "guard.store",
-                    "must be \"memory\" or a redis:// or rediss:// URL",
-                ));
-            }
-        }
+        self.validate_store()?;
         if self.guard.cooldown_secs > 86_400 {
             return Err(invalid("guard.cooldown_secs", "must be at most 86400"));
         }
@@ -566,6 +564,70 @@ impl Config {
             return Err(invalid("guard.memory_max_entries", "must be at least 100"));
         }
         Ok(())
+    }
+
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let guard = &self.guard;
+        let store = guard.store.as_str();
+        let tls = store.starts_with("rediss://");
+        if store != "memory" {
+            if !tls && !store.starts_with("redis://") {
+                return Err(invalid(
+                    "guard.store",
+                    "must be \"memory\" or a redis:// or rediss:// URL",
+                ));
+            }
+            if let Err(error) = redis::Client::open(store) {
+                return Err(invalid(
+                    "guard.store",
+                    format!(
+                        "not a usable Redis URL: {}",
+                        redact_url_password(&error.to_string())
+                    ),
+                ));
+            }
+        }
+        if let Some(path) = &guard.store_ca_file {
+            if !tls {
+                return Err(invalid(
+                    "guard.store_ca_file",
+                    "applies only to a rediss:// (TLS) store",
+                ));
+            }
+            self.store_ca_pem(path)?;
+        }
+        if let Some(path) = &guard.store_password_file {
+            if store == "memory" {
+                return Err(invalid(
+                    "guard.store_password_file",
+                    "applies only to a Redis store",
+                ));
+            }
+            if reqwest::Url::parse(store).is_ok_and(|url| url.password().is_some()) {
+                return Err(invalid(
+                    "guard.store_password_file",
+                    "the guard.store URL holds a password already; give it in one place",
+                ));
+            }
+            crate::guard::store::read_password_file(path)
+                .map_err(|e| invalid("guard.store_password_file", e))?;
+        }
+        Ok(())
+    }
+
+    /// The extra roots of a `rediss://` store: a readable PEM file with at least one certificate.
+    pub fn store_ca_pem(&self, path: &Path) -> Result<Vec<u8>, ConfigError> {
+        let key = "guard.store_ca_file";
+        let pem = std::fs::read(path)
+            .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+        let text = String::from_utf8_lossy(&pem);
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(invalid(
+                key,
+                format!("{} holds no PEM certificate", path.display()),
+            ));
+        }
+        Ok(pem)
     }
 
     fn validate_credential(&self) -> Result<(), ConfigError> {

@@ -26,16 +26,27 @@ impl Store {
     /// `memory`, or a `redis://` / `rediss://` URL. A Redis that is down at start-up is not an
     /// error: the store connects when first used, and fails closed until then.
     pub fn open(spec: &str, memory_max_entries: u64) -> Result<Self, StoreError> {
+        Self::open_with(spec, memory_max_entries, RedisOptions::default())
+    }
+
+    /// As `open`, with the TLS roots and password file of a Redis store.
+    pub fn open_with(
+        spec: &str,
+        memory_max_entries: u64,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
         if spec == "memory" {
             return Ok(Self::Memory(MemoryStore::new(memory_max_entries)));
         }
-        let client =
-            redis::Client::open(spec).map_err(|e| StoreError(format!("invalid Redis URL: {e}")))?;
-        Ok(Self::Redis(RedisStore {
-            client,
+        let store = RedisStore {
+            url: spec.to_owned(),
+            options: Arc::new(options),
             connection: Arc::new(std::sync::RwLock::new(None)),
             connecting: Arc::new(tokio::sync::Mutex::new(())),
-        }))
+        };
+        // The URL and the certificates are checked now; the password file is read at connect.
+        store.client(None)?;
+        Ok(Self::Redis(store))
     }
 
     pub fn kind(&self) -> &'static str {
@@ -121,7 +132,7 @@ impl Store {
                 tokio::time::timeout(REDIS_TIMEOUT, call)
                     .await
                     .map_err(|_| StoreError("Redis did not answer in time".into()))?
-                    .map_err(redis_error)?;
+                    .map_err(|e| store.check(e))?;
                 Ok(())
             }
         }
@@ -152,6 +163,45 @@ fn millis(ttl: Duration) -> u64 {
 
 fn redis_error(error: redis::RedisError) -> StoreError {
     StoreError(format!("Redis: {error}"))
+}
+
+/// How to reach a Redis store beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// PEM certificates trusted for `rediss://` in addition to the system roots.
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// A file holding the password (Azure's access key), read at each new connection so that a
+    /// rotated key is picked up.
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+/// The system's trusted roots as PEM, followed by `extra`: the Redis client trusts exactly the
+/// roots it is given, so the system's are handed over too.
+fn roots_with(extra: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let mut pem = Vec::new();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    pem.extend_from_slice(extra);
+    pem
+}
+
+/// The password in a password file: its first line, without surrounding whitespace.
+pub fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let password = text.lines().next().unwrap_or_default().trim().to_owned();
+    if password.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(password)
 }
 
 /// A value with its own expiry.
@@ -257,15 +307,44 @@ impl MemoryStore {
 
 /// Redis through a connection manager, which reconnects by itself once created; creating it
 /// is retried on use, so a Redis that was down at start-up is picked up when it comes back.
+/// When Redis refuses the password (a rotated key), the manager is dropped and the next use
+/// connects anew with the password file read again.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
+    url: String,
+    options: Arc<RedisOptions>,
     connection: Arc<std::sync::RwLock<Option<redis::aio::ConnectionManager>>>,
     /// Held by the one request that connects.
     connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RedisStore {
+    /// A client for the URL, with `password` (when given) and the TLS roots.
+    fn client(&self, password: Option<String>) -> Result<redis::Client, StoreError> {
+        use redis::IntoConnectionInfo;
+        let mut info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| StoreError(format!("invalid Redis URL: {e}")))?;
+        if let Some(password) = password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        match (&self.options.extra_roots_pem, tls) {
+            (Some(extra), true) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots_with(extra)),
+                },
+            ),
+            _ => redis::Client::open(info),
+        }
+        .map_err(|e| StoreError(format!("invalid Redis settings: {e}")))
+    }
+
     /// The connection; while none exists, one request connects and the others fail fast
     /// (503) rather than queue behind a Redis that may be black-holed.
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
@@ -279,12 +358,17 @@ impl RedisStore {
         if let Some(connection) = established() {
             return Ok(connection);
         }
+        let password = match &self.options.password_file {
+            Some(path) => Some(read_password_file(path).map_err(StoreError)?),
+            None => None,
+        };
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let connect = redis::aio::ConnectionManager::new_with_config(self.client.clone(), config);
+        let connect =
+            redis::aio::ConnectionManager::new_with_config(self.client(password)?, config);
         let connection = tokio::time::timeout(REDIS_TIMEOUT * 2, connect)
             .await
             .map_err(|_| StoreError("Redis did not accept a connection in time".into()))?
@@ -293,12 +377,23 @@ impl RedisStore {
         Ok(connection)
     }
 
+    /// Drops the connection when Redis refused the credentials, so that the next use connects
+    /// with the password read again.
+    fn check(&self, error: redis::RedisError) -> StoreError {
+        let refused = error.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"));
+        if refused {
+            *self.connection.write().expect("connection lock") = None;
+        }
+        redis_error(error)
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
         let mut connection = self.connection().await?;
         tokio::time::timeout(REDIS_TIMEOUT, command.query_async::<T>(&mut connection))
             .await
             .map_err(|_| StoreError("Redis did not answer in time".into()))?
-            .map_err(redis_error)
+            .map_err(|e| self.check(e))
     }
 }
 

@@ -101,9 +101,21 @@ impl App {
 /// every replica; in memory, idempotency records get a bounded table of their own so that a
 /// flood of keys cannot evict cooldowns.
 fn build_guard(config: &Config) -> Result<Guard, crate::Error> {
+    let extra_roots_pem = match &config.guard.store_ca_file {
+        Some(path) => Some(config.store_ca_pem(path)?),
+        None => None,
+    };
+    let options = crate::guard::store::RedisOptions {
+        extra_roots_pem,
+        password_file: config.guard.store_password_file.clone(),
+    };
     let open = || {
-        Store::open(&config.guard.store, config.guard.memory_max_entries)
-            .map_err(|e| crate::Error::Startup(e.to_string()))
+        Store::open_with(
+            &config.guard.store,
+            config.guard.memory_max_entries,
+            options.clone(),
+        )
+        .map_err(|e| crate::Error::Startup(e.to_string()))
     };
     let state = open()?;
     let (cooldowns, replies) = match state {

@@ -15,6 +15,7 @@ mod openapi;
 mod operations;
 mod proxy;
 mod redis;
+mod redis_tls;
 mod review;
 mod start;
 mod upstream;
