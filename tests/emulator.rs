@@ -35,6 +35,8 @@ const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// The certificate (first) and its PKCS#8 private key, as the facade's `certificate_file`.
 const CREDENTIAL_PEM: &str = include_str!("fixtures/graph-credential.pem");
 const THUMBPRINT_S256: &str = include_str!("fixtures/thumbprint-s256.txt");
+/// Base64url SHA-1 of the fixture certificate's DER: the `x5t` of an RS256 assertion.
+const THUMBPRINT_SHA1: &str = "vGjqtx3AGkxTBPIzvHdCZoVWmhg";
 const SALESFORCE_SP: &str = "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
 const SALESFORCE_APP_ID: &str = "7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6";
 const SALESFORCE_JOB: &str =
@@ -1035,8 +1037,13 @@ fn sign_with_certificate(header: &Value, claims: &Value) -> String {
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
+/// The header Entra pairs with each algorithm: `x5t#S256` with PS256, a SHA-1 `x5t` with RS256.
 fn certificate_header(alg: &str) -> Value {
-    json!({"alg": alg, "typ": "JWT", "x5t#S256": THUMBPRINT_S256.trim()})
+    if alg == "RS256" {
+        json!({"alg": alg, "typ": "JWT", "x5t": THUMBPRINT_SHA1})
+    } else {
+        json!({"alg": alg, "typ": "JWT", "x5t#S256": THUMBPRINT_S256.trim()})
+    }
 }
 
 /// The claims Entra requires of a certificate client assertion (RFC 7523).
@@ -1054,7 +1061,7 @@ fn certificate_claims(emu: &Emulator) -> Value {
 }
 
 fn certificate_assertion(emu: &Emulator) -> String {
-    sign_with_certificate(&certificate_header("RS256"), &certificate_claims(emu))
+    sign_with_certificate(&certificate_header("PS256"), &certificate_claims(emu))
 }
 
 async fn assertion_token_response(
@@ -1164,6 +1171,49 @@ async fn a_certificate_assertion_signed_by_the_registered_key_gets_a_graph_token
 }
 
 #[tokio::test]
+async fn an_rs256_assertion_is_accepted_with_a_sha1_x5t_and_refused_with_x5t_s256() {
+    let emu = emulator().await;
+    let certificate = pem_der(CREDENTIAL_PEM, "CERTIFICATE");
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &certificate);
+    assert_eq!(URL_SAFE_NO_PAD.encode(digest), THUMBPRINT_SHA1);
+    let legacy = sign_with_certificate(&certificate_header("RS256"), &certificate_claims(&emu));
+    assert_eq!(
+        assertion_token_response(&emu, CERTIFICATE_APP, &legacy)
+            .await
+            .status(),
+        200
+    );
+    let mismatched = sign_with_certificate(
+        &json!({"alg": "RS256", "typ": "JWT", "x5t#S256": THUMBPRINT_S256.trim()}),
+        &certificate_claims(&emu),
+    );
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &mismatched).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert!(description(&body).contains("PS256"), "{body}");
+    let ps256_without_s256 = sign_with_certificate(
+        &json!({"alg": "PS256", "typ": "JWT", "x5t": THUMBPRINT_SHA1}),
+        &certificate_claims(&emu),
+    );
+    assert_eq!(
+        assertion_token_response(&emu, CERTIFICATE_APP, &ps256_without_s256)
+            .await
+            .status(),
+        401
+    );
+    // iss must be the client id too: another issuer is not this app's certificate assertion.
+    let mut other_issuer = certificate_claims(&emu);
+    other_issuer["iss"] = json!(FACADE_APP);
+    let assertion = sign_with_certificate(&certificate_header("PS256"), &other_issuer);
+    let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+}
+
+#[tokio::test]
 async fn a_ps256_certificate_assertion_with_the_issuer_as_audience_is_accepted_too() {
     let emu = emulator().await;
     let mut claims = certificate_claims(&emu);
@@ -1176,7 +1226,7 @@ async fn a_ps256_certificate_assertion_with_the_issuer_as_audience_is_accepted_t
 #[tokio::test]
 async fn a_certificate_assertion_with_another_thumbprint_is_rejected_with_invalid_client() {
     let emu = emulator().await;
-    let mut header = certificate_header("RS256");
+    let mut header = certificate_header("PS256");
     header["x5t#S256"] = json!(URL_SAFE_NO_PAD.encode([7u8; 32]));
     let assertion = sign_with_certificate(&header, &certificate_claims(&emu));
     let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
@@ -1192,7 +1242,7 @@ async fn a_certificate_assertion_with_another_thumbprint_is_rejected_with_invali
         Some("client_certificate")
     );
 
-    let mut no_thumbprint = certificate_header("RS256");
+    let mut no_thumbprint = certificate_header("PS256");
     no_thumbprint["x5t#S256"] = Value::Null;
     let assertion = sign_with_certificate(&no_thumbprint, &certificate_claims(&emu));
     let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
@@ -1204,7 +1254,7 @@ async fn a_certificate_assertion_for_another_audience_is_rejected_with_invalid_c
     let emu = emulator().await;
     let mut claims = certificate_claims(&emu);
     claims["aud"] = json!("https://login.microsoftonline.com/common/oauth2/v2.0/token");
-    let assertion = sign_with_certificate(&certificate_header("RS256"), &claims);
+    let assertion = sign_with_certificate(&certificate_header("PS256"), &claims);
     let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
@@ -1219,13 +1269,13 @@ async fn an_expired_unsigned_or_incomplete_certificate_assertion_is_rejected_wit
 
     let mut expired = certificate_claims(&emu);
     expired["exp"] = json!(unix_now() - 60);
-    let assertion = sign_with_certificate(&certificate_header("RS256"), &expired);
+    let assertion = sign_with_certificate(&certificate_header("PS256"), &expired);
     let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
     assert_eq!(response.status(), 401);
     assert_eq!(codes(&response.json().await.unwrap()), json!([700024]));
 
     // Right thumbprint, wrong key: the emulator's own signing key.
-    let forged = emu.mint_with_header(&certificate_header("RS256"), &certificate_claims(&emu));
+    let forged = emu.mint_with_header(&certificate_header("PS256"), &certificate_claims(&emu));
     let response = assertion_token_response(&emu, CERTIFICATE_APP, &forged).await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
@@ -1234,13 +1284,13 @@ async fn an_expired_unsigned_or_incomplete_certificate_assertion_is_rejected_wit
 
     let mut no_jti = certificate_claims(&emu);
     no_jti["jti"] = Value::Null;
-    let assertion = sign_with_certificate(&certificate_header("RS256"), &no_jti);
+    let assertion = sign_with_certificate(&certificate_header("PS256"), &no_jti);
     let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
     assert_eq!(response.status(), 401);
 
     let mut other_subject = certificate_claims(&emu);
     other_subject["sub"] = json!(FACADE_APP);
-    let assertion = sign_with_certificate(&certificate_header("RS256"), &other_subject);
+    let assertion = sign_with_certificate(&certificate_header("PS256"), &other_subject);
     let response = assertion_token_response(&emu, CERTIFICATE_APP, &assertion).await;
     assert_eq!(response.status(), 401);
     assert_eq!(codes(&response.json().await.unwrap()), json!([700021]));

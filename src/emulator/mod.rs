@@ -91,8 +91,11 @@ pub struct SeedApplication {
 pub struct SeedCertificate {
     /// SPKI PEM (`-----BEGIN PUBLIC KEY-----`) of the certificate's key.
     pub public_key_pem: String,
-    /// Base64url SHA-256 of the certificate's DER: the `x5t#S256` that assertions must carry.
+    /// Base64url SHA-256 of the certificate's DER: the `x5t#S256` that PS256 assertions carry.
     pub thumbprint_s256: String,
+    /// Base64url SHA-1 of the certificate's DER: the `x5t` of the older RS256 assertions.
+    #[serde(default)]
+    pub thumbprint_sha1: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

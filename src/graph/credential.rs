@@ -93,13 +93,14 @@ impl Certificate {
 }
 
 impl Certificate {
-    /// An RS256 JWT of `claims` with the `x5t#S256` header Entra matches the certificate by.
+    /// A PS256 JWT of `claims` with the `x5t#S256` header Entra matches the certificate by, as
+    /// Entra's certificate-credential page pairs them (RSA-PSS with SHA-256).
     fn sign(&self, claims: &AssertionClaims<'_>) -> Result<String, CredentialError> {
         let failed = |what: &str| {
             CredentialError::Refused(format!("cannot sign the client assertion: {what}"))
         };
         let header =
-            serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t#S256": self.thumbprint_s256});
+            serde_json::json!({"alg": "PS256", "typ": "JWT", "x5t#S256": self.thumbprint_s256});
         let claims = serde_json::to_vec(claims).map_err(|e| failed(&e.to_string()))?;
         let signing_input = format!(
             "{}.{}",
@@ -109,7 +110,7 @@ impl Certificate {
         let mut signature = vec![0; self.key.public_modulus_len()];
         self.key
             .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::signature::RSA_PSS_SHA256,
                 &aws_lc_rs::rand::SystemRandom::new(),
                 signing_input.as_bytes(),
                 &mut signature,

@@ -5,9 +5,7 @@
 
 use super::{EntraError, Lifetime, TokenRequest, audiences};
 use crate::emulator::keys::Jwt;
-use crate::emulator::{
-    Emulator, SeedApplication, SeedCertificate, SeedFederatedCredential, unix_now,
-};
+use crate::emulator::{Emulator, SeedApplication, SeedFederatedCredential, unix_now};
 
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const WORKLOAD_IDENTITY_DOCS: &str =
@@ -149,28 +147,55 @@ fn check_assertion(
     Ok(credential)
 }
 
-/// As Entra checks a certificate credential: the key chosen by `x5t#S256`, then the signature,
-/// then the claims RFC 7523 requires.
+/// As Entra checks a certificate credential: the algorithm and the thumbprint header that goes
+/// with it (`PS256` with `x5t#S256`, or the older `RS256` with a SHA-1 `x5t`), the key that
+/// thumbprint chooses, the signature, then the claims RFC 7523 requires.
 fn check_certificate_assertion(
     emu: &Emulator,
     app: &SeedApplication,
     assertion: &Jwt,
 ) -> Result<(), EntraError> {
     let alg = assertion.header_str("alg").unwrap_or_default();
-    if alg != "RS256" && alg != "PS256" {
-        return Err(EntraError::invalid_client(
+    let unsupported = |detail: &str| {
+        EntraError::invalid_client(
             5002738,
             format!(
-                "Invalid JWT token. '{alg}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'"
+                "Invalid JWT token. {detail} Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
             ),
-        ));
-    }
-    let presented = assertion.header_str("x5t#S256");
-    let certificate = app
-        .certificate
-        .as_ref()
-        .filter(|cert| presented.is_some_and(|p| same_thumbprint(p, cert)))
-        .ok_or_else(|| key_not_found(app, assertion))?;
+        )
+    };
+    let matches = match alg {
+        "PS256" => {
+            let presented = assertion.header_str("x5t#S256").ok_or_else(|| {
+                unsupported(
+                    "A PS256 client assertion names its certificate in the 'x5t#S256' header.",
+                )
+            })?;
+            app.certificate
+                .as_ref()
+                .filter(|cert| same_thumbprint(presented, &cert.thumbprint_s256))
+        }
+        "RS256" => {
+            let Some(presented) = assertion.header_str("x5t") else {
+                return Err(unsupported(if assertion.header_str("x5t#S256").is_some() {
+                    "'x5t#S256' goes with the PS256 algorithm; an RS256 client assertion names its certificate in the SHA-1 'x5t' header."
+                } else {
+                    "An RS256 client assertion names its certificate in the 'x5t' header."
+                }));
+            };
+            app.certificate.as_ref().filter(|cert| {
+                cert.thumbprint_sha1
+                    .as_deref()
+                    .is_some_and(|sha1| same_thumbprint(presented, sha1))
+            })
+        }
+        other => {
+            return Err(unsupported(&format!(
+                "'{other}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'"
+            )));
+        }
+    };
+    let certificate = matches.ok_or_else(|| key_not_found(app, assertion))?;
     match assertion.verifies_with_pem(&certificate.public_key_pem) {
         Some(true) => {}
         Some(false) => {
@@ -187,10 +212,18 @@ fn check_certificate_assertion(
             ));
         }
     }
-    if !assertion
-        .claim_str("sub")
-        .is_some_and(|sub| sub.eq_ignore_ascii_case(&app.client_id))
-    {
+    let names_the_app = |claim: &str| {
+        assertion
+            .claim_str(claim)
+            .is_some_and(|v| v.eq_ignore_ascii_case(&app.client_id))
+    };
+    if !names_the_app("iss") {
+        return Err(EntraError::invalid_client(
+            700021,
+            "Client assertion issuer doesn't match 'client_id' parameter: 'iss' and 'sub' must both be the application's client id. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
+        ));
+    }
+    if !names_the_app("sub") {
         return Err(EntraError::invalid_client(
             700021,
             "Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
@@ -219,8 +252,8 @@ fn check_certificate_assertion(
 }
 
 /// Thumbprints are base64url; some clients keep the padding.
-fn same_thumbprint(presented: &str, certificate: &SeedCertificate) -> bool {
-    presented.trim_end_matches('=') == certificate.thumbprint_s256.trim().trim_end_matches('=')
+fn same_thumbprint(presented: &str, registered: &str) -> bool {
+    presented.trim_end_matches('=') == registered.trim().trim_end_matches('=')
 }
 
 fn key_not_found(app: &SeedApplication, assertion: &Jwt) -> EntraError {
@@ -231,7 +264,7 @@ fn key_not_found(app: &SeedApplication, assertion: &Jwt) -> EntraError {
     EntraError::invalid_client(
         700027,
         format!(
-            "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'. The emulator matches the 'x5t#S256' header against the application's certificate.thumbprintS256.]",
+            "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'. The emulator matches 'x5t#S256' (PS256) against the application's certificate.thumbprintS256 and 'x5t' (RS256) against thumbprintSha1.]",
             app.client_id
         ),
     )
