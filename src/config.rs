@@ -207,6 +207,10 @@ pub struct CredentialConfig {
     pub certificate_file: Option<PathBuf>,
     pub federated_token_file: Option<PathBuf>,
     pub endpoint: Option<String>,
+    /// `managed_identity` on App Service, Functions and Container Apps: the secret sent as
+    /// `X-IDENTITY-HEADER`. Taken, with `endpoint`, from `IDENTITY_HEADER` and
+    /// `IDENTITY_ENDPOINT` when those platforms set them; without it, IMDS (VMs) is asked.
+    pub identity_header: Option<Secret>,
     pub token: Option<Secret>,
     pub token_file: Option<PathBuf>,
     /// The scope requested for Graph tokens.
@@ -308,6 +312,7 @@ impl Default for CredentialConfig {
             certificate_file: None,
             federated_token_file: None,
             endpoint: None,
+            identity_header: None,
             token: None,
             token_file: None,
             scope: "https://graph.microsoft.com/.default".into(),
@@ -404,8 +409,29 @@ impl Config {
             config.graph.proxy = None;
         }
         config.read_webhook_secret_files()?;
+        config.apply_platform_identity(|name| std::env::var(name).ok());
         config.validate()?;
         Ok(config)
+    }
+
+    /// A managed identity on App Service, Functions or Container Apps: those platforms set
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, and the identity is asked there rather than at
+    /// IMDS, unless the configuration names an endpoint itself.
+    pub fn apply_platform_identity(&mut self, env: impl Fn(&str) -> Option<String>) {
+        let credential = &mut self.graph.credential;
+        if credential.kind != CredentialKind::ManagedIdentity
+            || credential.endpoint.is_some()
+            || credential.identity_header.is_some()
+        {
+            return;
+        }
+        let present = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let (Some(endpoint), Some(header)) =
+            (present("IDENTITY_ENDPOINT"), present("IDENTITY_HEADER"))
+        {
+            credential.endpoint = Some(endpoint);
+            credential.identity_header = Some(Secret::new(header));
+        }
     }
 
     /// Adds each hook's `secrets_file` lines to its secrets.

@@ -639,3 +639,33 @@ fn the_documented_sample_with_its_placeholders_filled_in_is_accepted() {
     let (ok, _, stderr) = check_config(&write_config("half-proxy", &half), &[]);
     assert!(!ok && stderr.contains("graph.proxy.url"), "{stderr}");
 }
+
+#[test]
+fn a_managed_identity_on_app_service_takes_identity_endpoint_and_header_from_the_environment() {
+    let text = VALID.replace(
+        "kind = \"client_secret\"",
+        "kind = \"managed_identity\"\n# client_secret below is ignored by this kind",
+    );
+    let path = write_config("app-service", &text);
+    let (ok, stdout, stderr) = check_config(
+        &path,
+        &[
+            ("IDENTITY_ENDPOINT", "http://localhost:42356/msi/token"),
+            ("IDENTITY_HEADER", "platform-identity-secret"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("endpoint = \"http://localhost:42356/msi/token\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("identity_header = \"[redacted]\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("platform-identity-secret"), "{stdout}");
+    // Without those variables: IMDS, as on a VM.
+    let (ok, stdout, stderr) = check_config(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(!stdout.contains("identity_header"), "{stdout}");
+}

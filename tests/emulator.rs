@@ -1688,3 +1688,48 @@ async fn recorded_token_calls_name_their_flow_in_the_control_api() {
         [&json!("client_secret"), &json!("workload_identity")]
     );
 }
+
+#[tokio::test]
+async fn the_app_service_identity_endpoint_answers_with_expires_on_for_the_identity_header() {
+    let emu = emulator().await;
+    let ask = |query: &str, header: Option<String>| {
+        let mut request = http().get(format!("{}?{query}", emu.identity_endpoint()));
+        if let Some(header) = header {
+            request = request.header("X-IDENTITY-HEADER", header);
+        }
+        request.send()
+    };
+    let query = "api-version=2019-08-01&resource=https://graph.microsoft.com";
+    let response = ask(query, Some(emu.identity_header())).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["client_id"], MANAGED_APP);
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body.get("expires_in").is_none(), "{body}");
+    let expires_on: u64 = body["expires_on"].as_str().unwrap().parse().unwrap();
+    assert!(expires_on > unix_now());
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        GRAPH_AUDIENCE,
+        &sts_issuer(&emu),
+    );
+    assert_eq!(claims["appid"], MANAGED_APP);
+    assert_eq!(last_token_call(&emu).path, "/msi/token");
+
+    assert_eq!(ask(query, None).await.unwrap().status(), 401);
+    assert_eq!(
+        ask(query, Some("guess".into())).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        ask(
+            "api-version=2018-02-01&resource=https://graph.microsoft.com",
+            Some(emu.identity_header())
+        )
+        .await
+        .unwrap()
+        .status(),
+        400
+    );
+}

@@ -30,6 +30,7 @@ use super::{
 };
 use client_auth::Credential;
 
+pub(crate) use imds::app_service_token;
 pub(crate) use imds::token as imds_token;
 
 /// Token requests are small; anything bigger is not a token request.

@@ -386,6 +386,18 @@ impl Emulator {
         )
     }
 
+    /// The managed identity endpoint as App Service, Functions and Container Apps expose it
+    /// (`IDENTITY_ENDPOINT`).
+    pub fn identity_endpoint(&self) -> String {
+        format!("{}/msi/token", self.base_url())
+    }
+
+    /// The secret those platforms put in `IDENTITY_HEADER`, which callers send back as
+    /// `X-IDENTITY-HEADER`.
+    pub fn identity_header(&self) -> String {
+        format!("emulator-identity-header-{}", self.tenant_id())
+    }
+
     pub fn token_url(&self) -> String {
         format!("{}/{}/oauth2/v2.0/token", self.0.base_url, self.tenant_id())
     }
@@ -697,6 +709,7 @@ fn router(emulator: Emulator) -> Router {
         .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
         .route("/metadata/identity/oauth2/token", get(entra::imds_token))
+        .route("/msi/token", get(entra::app_service_token))
         .nest("/_emulator", control::routes())
         .fallback(graph::dispatch)
         .with_state(emulator)

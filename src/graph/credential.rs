@@ -151,6 +151,8 @@ enum Source {
         endpoint: String,
         client_id: Option<String>,
         resource: String,
+        /// App Service, Functions, Container Apps: `X-IDENTITY-HEADER`; `None`: IMDS.
+        identity_header: Option<Secret>,
     },
 }
 
@@ -176,6 +178,17 @@ struct TokenResponse {
     /// Entra answers a number, IMDS a string.
     #[serde(default, deserialize_with = "number_or_string")]
     expires_in: Option<u64>,
+    /// Unix seconds; App Service's managed identity endpoint answers only this.
+    #[serde(default, deserialize_with = "number_or_string")]
+    expires_on: Option<u64>,
+}
+
+impl TokenResponse {
+    /// Seconds the token lives: `expires_in`, else what `expires_on` leaves of it.
+    fn lifetime_secs(&self, now_unix: u64) -> Option<u64> {
+        self.expires_in
+            .or_else(|| self.expires_on.map(|on| on.saturating_sub(now_unix)))
+    }
 }
 
 fn number_or_string<'de, D: serde::Deserializer<'de>>(
@@ -251,6 +264,7 @@ impl Credential {
                 endpoint: config.managed_identity_endpoint(),
                 client_id: credential.client_id.clone(),
                 resource: credential.scope.trim_end_matches("/.default").to_owned(),
+                identity_header: credential.identity_header.clone(),
             },
         };
         // IMDS is a link-local endpoint: never through a proxy, as Azure's SDKs do.
@@ -355,23 +369,24 @@ impl Credential {
                 endpoint,
                 client_id,
                 resource,
+                identity_header,
             } => {
-                let mut query = vec![
-                    ("api-version", "2018-02-01"),
-                    ("resource", resource.as_str()),
-                ];
+                // IMDS (VMs) and the platform endpoint of App Service, Functions and Container
+                // Apps differ in version and in the header that proves the caller is local.
+                let version = match identity_header {
+                    Some(_) => "2019-08-01",
+                    None => "2018-02-01",
+                };
+                let mut query = vec![("api-version", version), ("resource", resource.as_str())];
                 if let Some(client_id) = client_id {
                     query.push(("client_id", client_id.as_str()));
                 }
-                self.request(
-                    self.http
-                        .get(endpoint)
-                        .query(&query)
-                        .header("Metadata", "true"),
-                    endpoint,
-                    "app",
-                )
-                .await?
+                let request = self.http.get(endpoint).query(&query);
+                let request = match identity_header {
+                    Some(secret) => request.header("X-IDENTITY-HEADER", secret.expose()),
+                    None => request.header("Metadata", "true"),
+                };
+                self.request(request, endpoint, "app").await?
             }
         })
     }
@@ -509,7 +524,11 @@ impl Credential {
         let body: TokenResponse = response.json().await.map_err(|e| {
             CredentialError::Refused(format!("unreadable token response: {}", without_url(&e)))
         })?;
-        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600).clamp(60, 86_400));
+        let lifetime = Duration::from_secs(
+            body.lifetime_secs(jsonwebtoken::get_current_timestamp())
+                .unwrap_or(3600)
+                .clamp(60, 86_400),
+        );
         tracing::info!(
             lifetime_secs = lifetime.as_secs(),
             "obtained a Graph access token"
@@ -571,5 +590,13 @@ mod tests {
         let body: TokenResponse =
             serde_json::from_str(r#"{"access_token":"x","expires_in":3599}"#).unwrap();
         assert_eq!(body.expires_in, Some(3599));
+    }
+
+    #[test]
+    fn app_services_expires_on_gives_the_lifetime_when_expires_in_is_absent() {
+        let body: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"x","expires_on":"1000600"}"#).unwrap();
+        assert_eq!(body.lifetime_secs(1_000_000), Some(600));
+        assert_eq!(body.lifetime_secs(2_000_000), Some(0));
     }
 }

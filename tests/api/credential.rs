@@ -159,6 +159,54 @@ async fn managed_identity_gets_its_token_from_the_metadata_endpoint() {
 }
 
 #[tokio::test]
+async fn managed_identity_on_app_service_and_container_apps_uses_identity_endpoint_and_header() {
+    let app = spawn_app_with(|c, emulator| {
+        c.graph.credential.kind = CredentialKind::ManagedIdentity;
+        c.graph.credential.client_id = None;
+        c.graph.credential.client_secret = None;
+        // What those platforms put in the environment, picked up as `serve` does.
+        let (endpoint, header) = (emulator.identity_endpoint(), emulator.identity_header());
+        c.apply_platform_identity(|name| match name {
+            "IDENTITY_ENDPOINT" => Some(endpoint.clone()),
+            "IDENTITY_HEADER" => Some(header.clone()),
+            _ => None,
+        });
+    })
+    .await;
+    assert_started_with(&app, "managed_identity", MANAGED_IDENTITY_CLIENT_ID).await;
+    let token_call = app
+        .emulator
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == Operation::Token)
+        .unwrap();
+    assert!(
+        token_call.path.starts_with("/msi/token"),
+        "{}",
+        token_call.path
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_identity_header_gets_no_token_and_the_start_fails_as_502() {
+    let app = spawn_app_with(|c, emulator| {
+        c.graph.credential.kind = CredentialKind::ManagedIdentity;
+        c.graph.credential.client_id = None;
+        c.graph.credential.client_secret = None;
+        c.graph.credential.endpoint = Some(emulator.identity_endpoint());
+        c.graph.credential.identity_header = Some(Secret::new("not-the-header"));
+    })
+    .await;
+    assert_error(
+        app.start_salesforce(&app.admin_token()).await,
+        502,
+        "BadGateway",
+    )
+    .await;
+    assert_eq!(app.emulator.count(Operation::Start), 0);
+}
+
+#[tokio::test]
 async fn on_behalf_of_starts_as_the_user_and_caches_the_exchanged_token() {
     let app = spawn_app_with(|c, _| {
         c.graph.on_behalf_of = true;

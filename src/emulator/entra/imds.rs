@@ -1,7 +1,10 @@
-//! The managed identity endpoint as the Azure Instance Metadata Service serves it
-//! (`GET /metadata/identity/oauth2/token`): no client credential, the `Metadata: true` header
-//! instead, IMDS's own error shape and numbers sent as strings. The token is the application
-//! token client credentials would give the managed identity's application.
+//! The managed identity endpoint in its two shapes: as the Azure Instance Metadata Service
+//! serves it to VMs (`GET /metadata/identity/oauth2/token`, the `Metadata: true` header,
+//! `api-version=2018-02-01`), and as App Service, Functions and Container Apps serve it
+//! (`GET {IDENTITY_ENDPOINT}`, the `X-IDENTITY-HEADER` secret, `api-version=2019-08-01`, an
+//! answer with `expires_on` but no `expires_in`). No client credential; their own error shape
+//! and numbers sent as strings. The token is the application token client credentials would
+//! give the managed identity's application.
 
 use std::collections::HashMap;
 
@@ -68,10 +71,36 @@ impl ImdsError {
     }
 }
 
+/// Which platform's endpoint is asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Platform {
+    /// VMs and scale sets.
+    Imds,
+    /// App Service, Azure Functions, Container Apps.
+    AppService,
+}
+
 pub(crate) async fn token(
+    state: State<Emulator>,
+    connection: ConnectInfo<ConnKill>,
+    request: Request,
+) -> Response {
+    serve(state, connection, request, Platform::Imds).await
+}
+
+pub(crate) async fn app_service_token(
+    state: State<Emulator>,
+    connection: ConnectInfo<ConnKill>,
+    request: Request,
+) -> Response {
+    serve(state, connection, request, Platform::AppService).await
+}
+
+async fn serve(
     State(emu): State<Emulator>,
     ConnectInfo(kill): ConnectInfo<ConnKill>,
     request: Request,
+    platform: Platform,
 ) -> Response {
     let (parts, _) = request.into_parts();
     let query = form_params(parts.uri.query().unwrap_or_default().as_bytes());
@@ -81,7 +110,7 @@ pub(crate) async fn token(
         .ok()
         .map(|app| app.client_id.clone())
         .or_else(|| query.get("client_id").cloned());
-    let work = || answer(&emu, &parts.headers, &query).unwrap_or_else(ImdsError::respond);
+    let work = || answer(&emu, &parts.headers, &query, platform).unwrap_or_else(ImdsError::respond);
     emu.observe(
         call,
         kill,
@@ -95,13 +124,29 @@ fn answer(
     emu: &Emulator,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
+    platform: Platform,
 ) -> Result<Response, ImdsError> {
-    // IMDS insists on the header so that a server-side request forgery cannot reach it.
-    if !header_str(headers, "metadata").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
-        return Err(ImdsError::bad_request(
-            "invalid_request",
-            "Required metadata header not specified",
-        ));
+    // Each insists on its header so that a server-side request forgery cannot reach it.
+    match platform {
+        Platform::Imds => {
+            if !header_str(headers, "metadata").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+                return Err(ImdsError::bad_request(
+                    "invalid_request",
+                    "Required metadata header not specified",
+                ));
+            }
+        }
+        Platform::AppService => {
+            if header_str(headers, "x-identity-header") != Some(emu.identity_header().as_str()) {
+                return Err(ImdsError {
+                    status: StatusCode::UNAUTHORIZED,
+                    error: "invalid_request",
+                    description:
+                        "The X-IDENTITY-HEADER header is missing or does not hold IDENTITY_HEADER."
+                            .into(),
+                });
+            }
+        }
     }
     let param = |name: &str| {
         query
@@ -109,11 +154,24 @@ fn answer(
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     };
-    if param("api-version").is_none() {
-        return Err(ImdsError::bad_request(
-            "invalid_request",
-            "Required query variable 'api-version' is missing",
-        ));
+    let expected_version = match platform {
+        Platform::Imds => None,
+        Platform::AppService => Some("2019-08-01"),
+    };
+    match (param("api-version"), expected_version) {
+        (None, _) => {
+            return Err(ImdsError::bad_request(
+                "invalid_request",
+                "Required query variable 'api-version' is missing",
+            ));
+        }
+        (Some(version), Some(expected)) if version != expected => {
+            return Err(ImdsError::bad_request(
+                "invalid_request",
+                format!("api-version '{version}' is not supported here; use {expected}"),
+            ));
+        }
+        _ => {}
     }
     let resource = param("resource").ok_or_else(|| {
         ImdsError::bad_request(
@@ -125,6 +183,18 @@ fn answer(
     let claims = app_token_claims(emu, app, resource, Credential::ManagedIdentity)
         .map_err(ImdsError::from_entra)?;
     let issued = claims["nbf"].as_u64().unwrap_or_default();
+    if platform == Platform::AppService {
+        return Ok(json_response(
+            StatusCode::OK,
+            json!({
+                "access_token": emu.mint(&claims),
+                "expires_on": (issued + EXPIRES_IN_SECS).to_string(),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": app.client_id,
+            }),
+        ));
+    }
     let body = json!({
         "access_token": emu.mint(&claims),
         "client_id": app.client_id,
