@@ -28,6 +28,17 @@ pub enum Decision {
 }
 
 impl Decision {
+    pub const ALL: [Decision; 8] = [
+        Self::Forwarded,
+        Self::Denied,
+        Self::Cooldown,
+        Self::Active,
+        Self::WhatIf,
+        Self::Failed,
+        Self::Coalesced,
+        Self::Replayed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Forwarded => "forwarded",

@@ -120,6 +120,9 @@ pub async fn run(cli: Cli) -> Result<(), crate::Error> {
         Command::Serve { config } => {
             init_logging(true);
             let config = Config::load(config.as_deref())?;
+            for warning in config.warnings() {
+                tracing::warn!("{warning}");
+            }
             Server::bind(config).await?.run(shutdown_signal()).await?;
         }
         Command::Dev { port } => {
@@ -134,15 +137,7 @@ pub async fn run(cli: Cli) -> Result<(), crate::Error> {
                 None => Seed::default_seed(),
             };
             let emulator = Emulator::spawn(seed, SocketAddr::new(bind, port)).await?;
-            println!("Graph + Entra emulator on {}", emulator.base_url());
-            println!("  issuer        {}", emulator.issuer());
-            println!("  discovery     {}", emulator.openid_config_url());
-            println!("  token         {}", emulator.token_url());
-            println!(
-                "  calls/faults  {}/_emulator/calls, {}/_emulator/faults",
-                emulator.base_url(),
-                emulator.base_url()
-            );
+            print_emulator_banner(&emulator);
             shutdown_signal().await;
         }
         Command::Openapi => {
@@ -151,6 +146,9 @@ pub async fn run(cli: Cli) -> Result<(), crate::Error> {
         Command::CheckConfig { config } => {
             let config = Config::load(Some(&config))?;
             print!("{}", config.to_redacted_toml());
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             eprintln!("configuration is valid");
         }
     }
@@ -194,6 +192,63 @@ async fn dev(port: u16) -> Result<(), crate::Error> {
     print_dev_banner(&emulator, &url);
     server.run(shutdown_signal()).await?;
     Ok(())
+}
+
+/// What a person needs to use the emulator by hand: where it is, the seeded credentials, and
+/// tokens with curl lines that work as printed.
+fn print_emulator_banner(emulator: &Emulator) {
+    let seed = emulator.seed();
+    let base = emulator.base_url();
+    let facade_app = &seed.applications[0];
+    let graph_token = emulator
+        .graph_claims(&facade_app.client_id)
+        .map(|claims| emulator.mint(&long_lived(claims)))
+        .unwrap_or_default();
+    let admin = emulator.mint(&long_lived(
+        emulator.delegated_claims(&seed.users[0].object_id),
+    ));
+    let app = emulator.mint(&long_lived(
+        emulator.app_claims(&seed.applications[1].client_id),
+    ));
+    let paused = &seed.service_principals[0];
+    println!(
+        r#"Graph + Entra emulator on {base}
+  issuer        {issuer}
+  discovery     {discovery}
+  token         {token_url}
+  tenant        {tenant}
+  calls/faults  {base}/_emulator/calls, {base}/_emulator/faults
+
+Client credentials (the seeded Graph credential of a facade, {facade_name}):
+  client id     {client_id}
+  client secret {client_secret}
+  curl -s {token_url} -d grant_type=client_credentials -d client_id={client_id} -d client_secret={client_secret} -d scope=https://graph.microsoft.com/.default
+
+Tokens (valid 12 hours; the emulator's, worthless elsewhere):
+  export GRAPH_TOKEN='{graph_token}'   # Graph token of {facade_name}
+  export ADMIN_TOKEN='{admin}'   # caller token for a facade (aud {audience}): {admin_name}
+  export APP_TOKEN='{app}'   # caller token for a facade (aud {audience}): {app_name}
+
+Graph routes, as Graph answers them:
+  curl -s -H "Authorization: Bearer $GRAPH_TOKEN" {base}/v1.0/servicePrincipals/{sp}/synchronization/jobs/{job}
+  curl -i -X POST -H "Authorization: Bearer $GRAPH_TOKEN" {base}/v1.0/servicePrincipals/{sp}/synchronization/jobs/{job}/start
+
+A facade pointed here: auth.issuers = ["{issuer}"], auth.audiences = ["{audience}"],
+graph.base_url = "{base}", graph.credential.authority = "{base}" with the client id and secret above.
+"#,
+        issuer = emulator.issuer(),
+        discovery = emulator.openid_config_url(),
+        token_url = emulator.token_url(),
+        tenant = emulator.tenant_id(),
+        facade_name = facade_app.display_name,
+        client_id = facade_app.client_id,
+        client_secret = facade_app.client_secret,
+        audience = FACADE_AUDIENCE,
+        admin_name = seed.users[0].name,
+        app_name = seed.applications[1].display_name,
+        sp = paused.id,
+        job = paused.jobs[0].id,
+    );
 }
 
 /// Tokens valid for a working day, so a demo does not expire under the user.

@@ -414,6 +414,25 @@ impl Config {
         Ok(config)
     }
 
+    /// Settings that validate but are likely not what the operator meant, in words.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let is_guid = |text: &str| crate::ids::AppId::parse(text).is_ok();
+        let v2_issuers: Vec<&String> = self
+            .auth
+            .issuers
+            .iter()
+            .filter(|issuer| issuer.trim_end_matches('/').ends_with("/v2.0"))
+            .collect();
+        if !v2_issuers.is_empty() && !self.auth.audiences.iter().any(|aud| is_guid(aud)) {
+            warnings.push(format!(
+                "auth.audiences holds no client id, but {} issues v2.0 tokens, whose aud is the API's application (client) id, not its App ID URI: such tokens will be refused. Add the API's client id to auth.audiences, or use the v1 issuer https://sts.windows.net/<tenant>/ if the API issues v1 tokens (the default).",
+                v2_issuers[0]
+            ));
+        }
+        warnings
+    }
+
     /// A managed identity on App Service, Functions or Container Apps: those platforms set
     /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, and the identity is asked there rather than at
     /// IMDS, unless the configuration names an endpoint itself.

@@ -23,6 +23,126 @@ pub const LOAD_SHED: &str = "syncjob_load_shed_total";
 pub const CONNECTIONS_OPEN: &str = "syncjob_http_connections_open";
 pub const CONNECTIONS_CLOSED: &str = "syncjob_http_connections_closed_total";
 
+/// One metric family as emitted: its name, its type, and its labels, each with the values it
+/// takes when they are a fixed set (`None`: route templates, status codes).
+pub struct Family {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub labels: &'static [(&'static str, Option<&'static [&'static str]>)],
+}
+
+/// Every metric the facade emits, for the README's table and the test that holds the two to
+/// each other.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        name: HTTP_REQUESTS,
+        kind: "counter",
+        labels: &[
+            ("route", None),
+            (
+                "method",
+                Some(&[
+                    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other",
+                ]),
+            ),
+            ("status", None),
+        ],
+    },
+    Family {
+        name: HTTP_DURATION,
+        kind: "histogram",
+        labels: &[("route", None)],
+    },
+    Family {
+        name: START_DECISIONS,
+        kind: "counter",
+        labels: &[(
+            "decision",
+            Some(&[
+                "forwarded",
+                "denied",
+                "cooldown",
+                "active",
+                "whatIf",
+                "failed",
+                "coalesced",
+                "replayed",
+            ]),
+        )],
+    },
+    Family {
+        name: GRAPH_REQUESTS,
+        kind: "counter",
+        labels: &[("operation", Some(GRAPH_OPERATIONS)), ("status", None)],
+    },
+    Family {
+        name: GRAPH_DURATION,
+        kind: "histogram",
+        labels: &[("operation", Some(GRAPH_OPERATIONS))],
+    },
+    Family {
+        name: GRAPH_TOKEN_CACHE,
+        kind: "counter",
+        labels: &[("result", Some(&["hit", "miss"]))],
+    },
+    Family {
+        name: GRAPH_TOKEN_REFRESHES,
+        kind: "counter",
+        labels: &[
+            ("kind", Some(&["app", "on_behalf_of"])),
+            ("result", Some(&["ok", "error"])),
+        ],
+    },
+    Family {
+        name: GRAPH_CIRCUIT_STATE,
+        kind: "gauge",
+        labels: &[],
+    },
+    Family {
+        name: GRAPH_CIRCUIT_OPENED,
+        kind: "counter",
+        labels: &[],
+    },
+    Family {
+        name: JWKS_FETCHES,
+        kind: "counter",
+        labels: &[("result", Some(&["ok", "error"]))],
+    },
+    Family {
+        name: GUARD_STORE_ERRORS,
+        kind: "counter",
+        labels: &[],
+    },
+    Family {
+        name: WEBHOOK_DELIVERIES,
+        kind: "counter",
+        labels: &[("result", Some(&["accepted", "replayed", "retry"]))],
+    },
+    Family {
+        name: RATE_LIMITED,
+        kind: "counter",
+        labels: &[],
+    },
+    Family {
+        name: LOAD_SHED,
+        kind: "counter",
+        labels: &[],
+    },
+    Family {
+        name: CONNECTIONS_OPEN,
+        kind: "gauge",
+        labels: &[],
+    },
+    Family {
+        name: CONNECTIONS_CLOSED,
+        kind: "counter",
+        labels: &[("reason", Some(&["header_timeout", "idle"]))],
+    },
+];
+
+/// The `operation` label of Graph calls.
+pub const GRAPH_OPERATIONS: &[&str] = &["start", "get_job", "owners", "resolve_app_id"];
+
 /// Longest caller-chosen value written into a log line, in characters.
 pub const LOGGED_VALUE_MAX: usize = 256;
 
@@ -140,5 +260,54 @@ mod tests {
         assert_eq!(cut.chars().count(), LOGGED_VALUE_MAX + 1);
         assert!(cut.ends_with('…'));
         assert_eq!(shown("plain-value"), "plain-value");
+    }
+
+    /// Every `"label" => "value"` written at a metrics call in the sources is in `FAMILIES`.
+    #[test]
+    fn every_label_value_in_the_code_is_catalogued() {
+        let mut sources = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        let mut files = Vec::new();
+        while let Some(path) = sources.pop() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if !path.ends_with("emulator") {
+                        sources.push(path);
+                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for line in text
+                .lines()
+                .filter(|l| l.contains("metrics::") && l.contains("=>"))
+            {
+                for pair in line.split(", \"").skip(1) {
+                    let Some((label, rest)) = pair.split_once("\" => \"") else {
+                        continue;
+                    };
+                    let value = rest.split('"').next().unwrap();
+                    let known = FAMILIES.iter().any(|family| {
+                        family.labels.iter().any(|(name, values)| {
+                            *name == label && values.is_some_and(|v| v.contains(&value))
+                        })
+                    });
+                    assert!(
+                        known,
+                        "{}: {label} = {value} is not in FAMILIES",
+                        file.display()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 5, "the scan found the metrics calls ({checked})");
     }
 }

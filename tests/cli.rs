@@ -241,11 +241,15 @@ async fn dev_prints_tokens_and_curl_lines_that_work_as_printed() {
 }
 
 #[tokio::test]
-async fn the_emulator_runs_alone_and_serves_discovery() {
-    let (_child, lines) = spawn_until(&["emulator", "--port", "0"], "calls/faults").await;
+async fn the_emulator_alone_prints_credentials_tokens_and_curl_lines_that_work_as_printed() {
+    let (_child, lines) = spawn_until(&["emulator", "--port", "0"], "graph.base_url").await;
     let text = lines.join("\n");
-    let discovery = between(&text, "discovery     ", "\n").trim().to_owned();
+    let field = |name: &str| between(&text, name, "\n").trim().to_owned();
+    let token = |name: &str| between(&text, &format!("export {name}='"), "'").to_owned();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // Discovery names the printed issuer.
+    let discovery = field("discovery     ");
     let config: serde_json::Value = http
         .get(&discovery)
         .send()
@@ -254,12 +258,6 @@ async fn the_emulator_runs_alone_and_serves_discovery() {
         .json()
         .await
         .unwrap();
-    assert!(
-        config["jwks_uri"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://127.0.0.1:")
-    );
     assert_eq!(
         format!(
             "{}/.well-known/openid-configuration",
@@ -267,6 +265,91 @@ async fn the_emulator_runs_alone_and_serves_discovery() {
         ),
         discovery
     );
+
+    // The caller tokens work against a facade configured as the banner says.
+    let base = between(&text, "Graph + Entra emulator on ", "\n")
+        .trim()
+        .to_owned();
+    let mut facade = syncjob_facade::config::Config::default();
+    facade.server.listen = "127.0.0.1:0".into();
+    facade.auth.issuers = vec![field("issuer        ")];
+    facade.auth.audiences = vec![between(&text, "auth.audiences = [\"", "\"").to_owned()];
+    facade.graph.base_url = base.clone();
+    facade.graph.credential.authority = base.clone();
+    facade.graph.credential.tenant_id = Some(field("tenant        "));
+    facade.graph.credential.client_id = Some(field("client id     "));
+    facade.graph.credential.client_secret =
+        Some(syncjob_facade::config::Secret::new(field("client secret ")));
+    facade
+        .validate()
+        .expect("the printed settings make a valid configuration");
+    let server = syncjob_facade::server::Server::bind(facade).await.unwrap();
+    let facade_url = format!("http://{}", server.local_addr());
+    tokio::spawn(server.run(std::future::pending()));
+    let curls: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    assert_eq!(curls.len(), 3, "{text}");
+    let graph_start = curls[2].split_whitespace().last().unwrap();
+    let through_facade = graph_start.replace(&base, &facade_url);
+    for name in ["ADMIN_TOKEN", "APP_TOKEN"] {
+        let response = http
+            .post(format!("{through_facade}?whatIf=true"))
+            .bearer_auth(token(name))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "{name}: {}",
+            response.text().await.unwrap()
+        );
+    }
+
+    // The client-credentials line, as printed.
+    let form: Vec<(String, String)> = curls[0]
+        .split(" -d ")
+        .skip(1)
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let token_url = curls[0].split_whitespace().nth(2).unwrap();
+    let issued: serde_json::Value = http
+        .post(token_url)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(issued["access_token"].is_string(), "{issued}");
+
+    // The Graph lines with the printed Graph token: the job, then its start.
+    let graph_token = token("GRAPH_TOKEN");
+    let job_url = curls[1].split_whitespace().last().unwrap();
+    let job: serde_json::Value = http
+        .get(job_url)
+        .bearer_auth(&graph_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(job["status"]["code"].is_string(), "{job}");
+    let started = http
+        .post(graph_start)
+        .bearer_auth(&graph_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 204);
 }
 
 #[test]
@@ -624,7 +707,7 @@ fn webhook_secrets_can_come_from_a_file() {
 
 #[test]
 fn the_documented_sample_with_its_placeholders_filled_in_is_accepted() {
-    // DESIGN.md's sample configuration, with its optional sections present but commented out.
+    // The documented sample configuration, with its optional sections present but commented out.
     let text = format!(
         "{VALID}\n[graph.proxy]                 # optional; without it the standard *_PROXY variables apply\n# url = \"http://proxy.corp:3128\"\n\n[guard]\nstore = \"memory\"\ncooldown_secs = 300\npreflight = true\n"
     );
@@ -668,4 +751,30 @@ fn a_managed_identity_on_app_service_takes_identity_endpoint_and_header_from_the
     let (ok, stdout, stderr) = check_config(&path, &[]);
     assert!(ok, "{stderr}");
     assert!(!stdout.contains("identity_header"), "{stdout}");
+}
+
+#[test]
+fn check_config_warns_when_a_v2_issuer_meets_only_an_app_id_uri_audience() {
+    // VALID: a v2.0 issuer with audiences = ["api://syncjob-facade"] only.
+    let path = write_config("v2-audience", VALID);
+    let (ok, _, stderr) = check_config(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: auth.audiences holds no client id"),
+        "{stderr}"
+    );
+    let with_client_id = VALID.replace(
+        "audiences = [\"api://syncjob-facade\"]",
+        "audiences = [\"api://syncjob-facade\", \"5d1c6b8a-3f2e-4c7d-9a10-7e6f5d4c3b2a\"]",
+    );
+    let (ok, _, stderr) = check_config(&write_config("v2-client-id", &with_client_id), &[]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let v1 = VALID.replace(
+        "https://login.microsoftonline.com/8a3c9c1e-6f0b-4b7e-9d55-2f1e7c0a4b13/v2.0",
+        "https://sts.windows.net/8a3c9c1e-6f0b-4b7e-9d55-2f1e7c0a4b13/",
+    );
+    let (ok, _, stderr) = check_config(&write_config("v1-issuer", &v1), &[]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
 }

@@ -1,6 +1,6 @@
 //! The issuer's signing keys: OpenID discovery, the JWKS, a cache keyed by `kid`.
 //!
-//! Rules (DESIGN.md "Key refresh"): an unknown `kid` triggers a refetch at once the first time,
+//! Rules: an unknown `kid` triggers a refetch at once the first time,
 //! then at most once per five minutes; concurrent misses share one fetch; a failed fetch keeps
 //! the last good key set; a background task refreshes hourly.
 

@@ -428,6 +428,11 @@ fn graph_issuer(emu: &Emulator) -> String {
 }
 
 /// A v1.0 Graph access token, as Entra issues for client credentials.
+/// The claims of the Graph token client credentials give `app` with its secret.
+pub(crate) fn graph_claims_with_secret(emu: &Emulator, app: &SeedApplication) -> Value {
+    graph_claims(emu, app, Credential::Secret)
+}
+
 fn graph_claims(emu: &Emulator, app: &SeedApplication, credential: Credential) -> Value {
     let issuer = graph_issuer(emu);
     let oid = emu.app_object_id(&app.client_id).unwrap_or_default();

@@ -436,6 +436,17 @@ impl Emulator {
         self.mint(&self.federated_claims(subject, lifetime_secs))
     }
 
+    /// The claims of the Graph access token client credentials with its secret give a seed
+    /// application (`None` for an unknown client id).
+    pub fn graph_claims(&self, client_id: &str) -> Option<Value> {
+        let app = self
+            .seed()
+            .applications
+            .iter()
+            .find(|app| app.client_id.eq_ignore_ascii_case(client_id))?;
+        Some(entra::graph_claims_with_secret(self, app))
+    }
+
     /// RS256 with the current key; the claims are signed exactly as given.
     pub fn mint(&self, claims: &Value) -> String {
         lock(&self.0.keys).mint(claims)

@@ -518,6 +518,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_graph_operation_label_is_catalogued() {
+        let base = "https://graph.microsoft.com/v1.0/servicePrincipals";
+        let urls = [
+            format!("{base}/sp/synchronization/jobs/j/start"),
+            format!("{base}/sp/synchronization/jobs/j"),
+            format!("{base}/sp/owners"),
+            format!("{base}(appId='a')"),
+        ];
+        let labels: Vec<&str> = urls
+            .iter()
+            .map(|url| operation_of(&reqwest::Url::parse(url).unwrap()))
+            .collect();
+        assert_eq!(labels, crate::telemetry::GRAPH_OPERATIONS);
+    }
+
+    #[test]
     fn retry_after_is_read_as_fractional_seconds_and_sent_on_as_whole_seconds() {
         let mut headers = HeaderMap::new();
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1.5"));
