@@ -160,7 +160,7 @@ fn outbound_client(config: &Config) -> Result<reqwest::Client, crate::Error> {
 #[openapi(
     info(title = "syncjob-facade", description = "Starts Microsoft Entra provisioning (synchronization) jobs through Microsoft Graph, for callers that present an Entra access token issued for the facade's API."),
     paths(crate::openapi::start_graph, crate::openapi::start_graph_action, crate::openapi::start_graph_app_id),
-    components(schemas(crate::openapi::GraphError, crate::openapi::PassThru, crate::openapi::IdentityObject, crate::openapi::BatchResponse)),
+    components(schemas(crate::openapi::GraphError, crate::openapi::PassThru, crate::openapi::IdentityObject, crate::openapi::BatchResponse, crate::openapi::WhatIfReport, crate::openapi::HookSummary)),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
 )]
@@ -279,27 +279,36 @@ async fn start_graph(
     path = "/start",
     tag = "start",
     params(
-        ("whatIf" = Option<bool>, Query, description = "Report what would happen; the start is not sent."),
-        ("passThru" = Option<bool>, Query, description = "Answer 200 {\"value\": true} instead of 204."),
-        ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active."),
-        ("apiVersion" = Option<String>, Query, description = "Graph version to forward to: v1.0 (default) or beta."),
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key, same caller, within 24 h: the first answer is replayed (per item in an array)."),
+        ("whatIf" = Option<bool>, Query, description = "Report what would happen; the start is not sent (a preflight read may be). Named once."),
+        ("passThru" = Option<bool>, Query, description = "Answer 200 {\"value\": true} instead of 204. Named once."),
+        ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active. Named once."),
+        ("apiVersion" = Option<crate::openapi::GraphVersion>, Query, description = "Graph version to forward to (default v1.0)."),
+        ("client-request-id" = Option<String>, Header, description = "Forwarded to Graph and echoed; a new GUID when absent."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters. Same key, same caller, within 24 h: the first answer is replayed (per item in an array) and nothing is sent."),
     ),
-    request_body(content = crate::openapi::IdentityObject, description = "An IApplicationsIdentity object, or an array of them", content_type = "application/json"),
+    request_body(content = crate::openapi::IdentityInput, description = "An IApplicationsIdentity object (answered as the Graph-compatible route answers), or an array of 1 to 100 (answered 200 with a BatchResponse)", content_type = "application/json"),
     responses(
-        (status = 204, description = "Started"),
-        (status = 200, description = "passThru, whatIf report, or batch responses", body = crate::openapi::BatchResponse),
-        (status = 400, description = "Bad id, bad body or unknown key", body = crate::openapi::GraphError),
-        (status = 401, description = "No or invalid bearer token", body = crate::openapi::GraphError),
-        (status = 403, description = "Permission missing", body = crate::openapi::GraphError),
-        (status = 409, description = "SyncJobAlreadyActive (preflight) or SyncJobStartCooldown (with Retry-After)", body = crate::openapi::GraphError),
+        (status = 204, description = "One object: started", headers(
+            ("request-id" = String, description = "Graph's request id"),
+            ("client-request-id" = String),
+            ("Idempotent-Replayed" = String, description = "true when this is a replayed answer"),
+        )),
+        (status = 200, description = "One object with passThru or whatIf; or an array: one entry per item, in order", body = crate::openapi::IdentityAnswer, headers(
+            ("request-id" = String), ("client-request-id" = String),
+            ("Idempotent-Replayed" = String, description = "true when this is a replayed answer"),
+        )),
+        (status = 400, description = "BadRequest: bad id, bad body, unknown key, a key or switch named twice (named in the message)", body = crate::openapi::GraphError),
+        (status = 401, description = "InvalidAuthenticationToken: no or invalid bearer token", body = crate::openapi::GraphError, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Authorization_RequestDenied: permission, directory role or ownership missing", body = crate::openapi::GraphError, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "Graph's 404 for one object, passed through", body = crate::openapi::GraphError),
+        (status = 409, description = "One object: SyncJobAlreadyActive (preflight) or SyncJobStartCooldown", body = crate::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds until the cooldown ends"))),
+        (status = 413, description = "RequestEntityTooLarge", body = crate::openapi::GraphError),
+        (status = 415, description = "UnsupportedMediaType: the body is not application/json", body = crate::openapi::GraphError),
         (status = 422, description = "IdempotencyKeyReused", body = crate::openapi::GraphError),
-        (status = 429, description = "TooManyRequests (Retry-After)", body = crate::openapi::GraphError),
-        (status = 503, description = "ServiceUnavailable: guard store unreachable, circuit open, or load shed (Retry-After)", body = crate::openapi::GraphError),
-        (status = 413, description = "Body too large", body = crate::openapi::GraphError),
-        (status = 415, description = "Body is not JSON", body = crate::openapi::GraphError),
-        (status = 502, description = "Graph unreachable", body = crate::openapi::GraphError),
-        (status = 504, description = "Graph timed out", body = crate::openapi::GraphError),
+        (status = 429, description = "TooManyRequests: the caller is over its rate, or Graph throttled", body = crate::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds"))),
+        (status = 502, description = "BadGateway: Graph unreachable", body = crate::openapi::GraphError),
+        (status = 503, description = "ServiceUnavailable: guard store unreachable, circuit open, or load shed", body = crate::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds"))),
+        (status = 504, description = "GatewayTimeout", body = crate::openapi::GraphError),
     ),
 )]
 async fn start_identity(
@@ -418,13 +427,13 @@ async fn metrics() -> impl IntoResponse {
 }
 
 /// Process alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Alive", body = crate::openapi::Health)))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
 /// Ready: signing keys loaded, the Graph credential can obtain a token, the guard store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reasons", body = crate::openapi::GraphError)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready", body = crate::openapi::Ready), (status = 503, description = "Not ready, with the reasons", body = crate::openapi::GraphError, headers(("Retry-After" = u64)))))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {

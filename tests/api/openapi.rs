@@ -37,6 +37,109 @@ fn every_route_and_the_bearer_scheme_are_documented() {
     );
 }
 
+#[test]
+fn the_document_describes_what_the_service_answers() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&syncjob_facade::cli::openapi_json()).unwrap();
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    let reference = |v: &serde_json::Value| {
+        v["$ref"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    // /start takes one object or an array of 1 to 100.
+    let start = &doc["paths"]["/start"]["post"];
+    let body = reference(&start["requestBody"]["content"]["application/json"]["schema"]);
+    let one_of: Vec<String> = schema(&body)["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(reference)
+        .collect();
+    assert_eq!(one_of, ["IdentityObject", "IdentityArray"]);
+    assert_eq!(schema("IdentityArray")["maxItems"], 100);
+    // Its 200 is passThru, the whatIf report, or the batch.
+    let answer = reference(&start["responses"]["200"]["content"]["application/json"]["schema"]);
+    let forms: Vec<String> = schema(&answer)["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(reference)
+        .collect();
+    assert_eq!(forms, ["PassThru", "WhatIfReport", "BatchResponse"]);
+    for field in [
+        "wouldStart",
+        "target",
+        "request",
+        "caller",
+        "authorization",
+        "preflight",
+        "guard",
+        "refusal",
+    ] {
+        assert!(
+            schema("WhatIfReport")["properties"][field].is_object(),
+            "{field}"
+        );
+    }
+    // Every Graph-compatible path: the version enum, the headers, the full list of answers.
+    assert_eq!(
+        schema("GraphVersion")["enum"],
+        serde_json::json!(["v1.0", "beta"])
+    );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/{version}") {
+            continue;
+        }
+        let responses = &item["post"]["responses"];
+        for status in [
+            "200", "204", "400", "401", "403", "409", "422", "429", "502", "503", "504",
+        ] {
+            assert!(responses[status].is_object(), "{path} {status}");
+        }
+        assert!(
+            responses["409"]["headers"]["Retry-After"].is_object(),
+            "{path}"
+        );
+        assert!(
+            responses["204"]["headers"]["request-id"].is_object(),
+            "{path}"
+        );
+        assert!(
+            responses["204"]["headers"]["Idempotent-Replayed"].is_object(),
+            "{path}"
+        );
+    }
+    // Hooks: the signature schemes, every answer, the 202 summary.
+    let hooks = &doc["paths"]["/hooks/{name}"]["post"];
+    let schemes: Vec<&str> = hooks["security"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.as_object().unwrap().keys().map(String::as_str))
+        .collect();
+    assert_eq!(schemes, ["standardWebhooks", "githubSignature", "bearer"]);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["standardWebhooks"]["name"],
+        "webhook-signature"
+    );
+    for status in ["202", "401", "403", "404", "409", "413", "503"] {
+        assert!(hooks["responses"][status].is_object(), "hooks {status}");
+    }
+    assert_eq!(
+        reference(&hooks["responses"]["202"]["content"]["application/json"]["schema"]),
+        "HookSummary"
+    );
+    assert_eq!(
+        schema("HookOutcome")["enum"],
+        serde_json::json!(["started", "suppressed", "failed"])
+    );
+}
+
 #[tokio::test]
 async fn the_document_and_the_swagger_ui_are_served_from_the_binary() {
     let app = spawn_app().await;
