@@ -58,12 +58,27 @@ fn the_compose_file_runs_the_emulator_redis_and_two_replicas_of_this_binary() {
         services["emulator"]["command"][0].as_str(),
         Some("emulator")
     );
+    // One image, built once, run by the emulator and both replicas; everything restarts.
+    assert_eq!(
+        services["emulator"]["build"]["dockerfile"].as_str(),
+        Some("docker/Dockerfile")
+    );
+    let image = services["emulator"]["image"].as_str().unwrap();
+    for (name, service) in services.as_hash().unwrap() {
+        assert_eq!(
+            service["restart"].as_str(),
+            Some("unless-stopped"),
+            "{name:?} restarts"
+        );
+    }
     for replica in ["facade-1", "facade-2"] {
         let service = &services[replica];
-        assert_eq!(
-            service["build"]["dockerfile"].as_str(),
-            Some("docker/Dockerfile")
+        assert_eq!(service["image"].as_str(), Some(image));
+        assert!(
+            service["build"].is_badvalue(),
+            "{replica} does not build again"
         );
+        assert_eq!(service["pull_policy"].as_str(), Some("never"));
         assert_eq!(service["command"][0].as_str(), Some("serve"));
         let mount = service["volumes"][0].as_str().unwrap();
         let source = mount.split(':').next().unwrap();
@@ -116,6 +131,16 @@ fn the_kubernetes_manifests_parse_and_agree_with_the_binary() {
         Some("/healthz")
     );
     assert_eq!(container["args"][0].as_str(), Some("serve"));
+    let image = container["image"].as_str().unwrap();
+    let tag = image
+        .rsplit_once(':')
+        .map(|(_, tag)| tag)
+        .unwrap_or("latest");
+    assert_eq!(
+        tag,
+        env!("CARGO_PKG_VERSION"),
+        "a pinned image tag, not {image}"
+    );
     for variable in container["env"].as_vec().unwrap() {
         assert_config_variable(variable["name"].as_str().unwrap());
     }
@@ -144,5 +169,39 @@ fn the_kubernetes_manifests_parse_and_agree_with_the_binary() {
     assert_eq!(
         config.graph.credential.kind,
         syncjob_facade::config::CredentialKind::WorkloadIdentity
+    );
+}
+
+#[test]
+fn the_build_context_holds_only_what_the_image_builds_from_and_the_binary_is_stripped() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ignore = std::fs::read_to_string(format!("{root}/.dockerignore")).unwrap();
+    let rules: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        rules[0], "*",
+        "everything is excluded first, target/ included"
+    );
+    let dockerfile = std::fs::read_to_string(format!("{root}/docker/Dockerfile")).unwrap();
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            let kept = rules
+                .iter()
+                .any(|r| r.trim_start_matches('!').trim_end_matches('/') == *source);
+            assert!(kept, "{source} is in the build context");
+        }
+    }
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(format!("{root}/Cargo.toml")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["profile"]["release"]["strip"].as_str(),
+        Some("symbols")
     );
 }
