@@ -50,19 +50,67 @@ pub enum GraphVersion {
 }
 
 /// IApplicationsIdentity: keys compare case-insensitively; the other identity keys are accepted
-/// and ignored, any other key is a 400 naming it. `ServicePrincipalId` wins over `AppId`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-#[schema(example = json!({"ServicePrincipalId": "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d", "SynchronizationJobId": "salesforce.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d"}))]
-pub struct IdentityObject {
-    #[schema(format = "uuid")]
-    service_principal_id: Option<String>,
-    /// The alternate key of the service principal, used when `ServicePrincipalId` is absent.
-    #[schema(format = "uuid")]
-    app_id: Option<String>,
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
-    synchronization_job_id: String,
+/// and ignored, any other key is a 400 naming it. `ServicePrincipalId` wins over `AppId`; one
+/// of them and `SynchronizationJobId` are required.
+#[derive(Serialize)]
+pub struct IdentityObject;
+
+impl utoipa::PartialSchema for IdentityObject {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AllOfBuilder, AnyOfBuilder, ObjectBuilder, SchemaFormat, Type,
+        };
+        let guid = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::Custom("uuid".into())))
+                .description(Some(description))
+        };
+        // The other keys of IApplicationsIdentity are accepted (and ignored); nothing else is.
+        let mut fields = ObjectBuilder::new().additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(false),
+        ));
+        for key in crate::http::identity::IDENTITY_KEYS {
+            fields = fields.property(
+                key,
+                ObjectBuilder::new().schema_type(Type::String).description(Some(
+                    "An IApplicationsIdentity key this operation ignores.",
+                )),
+            );
+        }
+        let fields = fields
+            .property(
+                "ServicePrincipalId",
+                guid("The service principal's object id."),
+            )
+            .property(
+                "AppId",
+                guid("The alternate key of the service principal, used when ServicePrincipalId is absent."),
+            )
+            .property(
+                "SynchronizationJobId",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[A-Za-z0-9._-]{1,256}$")),
+            )
+            .required("SynchronizationJobId");
+        let named_by = |key: &str| ObjectBuilder::new().required(key);
+        AllOfBuilder::new()
+            .item(fields)
+            .item(
+                AnyOfBuilder::new()
+                    .item(named_by("ServicePrincipalId"))
+                    .item(named_by("AppId")),
+            )
+            .description(Some(
+                "IApplicationsIdentity: keys compare case-insensitively, as PowerShell hashtables do; the other IApplicationsIdentity keys are accepted and ignored, any other key is a 400 naming it. ServicePrincipalId wins over AppId.",
+            ))
+            .examples([serde_json::json!({"ServicePrincipalId": "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d", "SynchronizationJobId": "salesforce.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d"})])
+            .into()
+    }
 }
+
+impl ToSchema for IdentityObject {}
 
 /// One IApplicationsIdentity object, or an array of 1 to 100 of them.
 #[derive(Serialize, ToSchema)]
@@ -127,7 +175,7 @@ pub struct BatchEntry {
 #[serde(untagged)]
 pub enum BatchBody {
     PassThru(PassThru),
-    WhatIf(WhatIfReport),
+    WhatIf(Box<WhatIfReport>),
     Error(GraphError),
 }
 
@@ -136,7 +184,7 @@ pub enum BatchBody {
 #[serde(untagged)]
 pub enum IdentityAnswer {
     PassThru(PassThru),
-    WhatIf(WhatIfReport),
+    WhatIf(Box<WhatIfReport>),
     Batch(BatchResponse),
 }
 
@@ -145,7 +193,7 @@ pub enum IdentityAnswer {
 #[serde(untagged)]
 pub enum StartAnswer {
     PassThru(PassThru),
-    WhatIf(WhatIfReport),
+    WhatIf(Box<WhatIfReport>),
 }
 
 /// The `whatIf=true` report: decided as a real start would be, nothing sent.
@@ -369,7 +417,7 @@ macro_rules! graph_start {
                 ("passThru" = Option<bool>, Query, description = "Answer 200 {\"value\": true} instead of 204. Named once."),
                 ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active (still authorised, guarded by the cooldown, audited). Named once."),
                 ("client-request-id" = Option<String>, Header, description = "Forwarded to Graph and echoed; a new GUID when absent or not 1-128 visible ASCII characters."),
-                ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters. Same key, same caller, within 24 h: the first answer is replayed (with Idempotent-Replayed: true) and nothing is sent."),
+                ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1-255 visible ASCII characters. Same key, same caller, within 24 h: the first answer is replayed (with Idempotent-Replayed: true) and nothing is sent."),
             ),
             responses(
                 (status = 204, description = "Started: Graph accepted the start", headers(

@@ -42,7 +42,7 @@ fn hook_caller(hook: &WebhookConfig, delivery_id: &str) -> Caller {
     security(("standardWebhooks" = []), ("githubSignature" = []), ("bearer" = [])),
     params(
         ("name" = String, Path, description = "The hook's configured name"),
-        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks delivery id (1-255 visible ASCII characters); a bearer sender's is scoped to it"),
+        ("webhook-id" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Standard Webhooks delivery id (1-255 visible ASCII characters); a bearer sender's is scoped to it"),
         ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks Unix timestamp, within 5 minutes of now"),
         ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks signatures: v1,<base64> ..."),
         ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub: sha256=<hex>"),

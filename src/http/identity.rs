@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::ids::{AppId, JobId, ServicePrincipalId, ServicePrincipalRef};
 
 /// Every property of IApplicationsIdentity.
-const IDENTITY_KEYS: [&str; 24] = [
+pub const IDENTITY_KEYS: [&str; 24] = [
     "AppId",
     "AppManagementPolicyId",
     "AppRoleAssignmentId",

@@ -284,7 +284,7 @@ async fn start_graph(
         ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active. Named once."),
         ("apiVersion" = Option<crate::openapi::GraphVersion>, Query, description = "Graph version to forward to (default v1.0)."),
         ("client-request-id" = Option<String>, Header, description = "Forwarded to Graph and echoed; a new GUID when absent."),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters. Same key, same caller, within 24 h: the first answer is replayed (per item in an array) and nothing is sent."),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1-255 visible ASCII characters. Same key, same caller, within 24 h: the first answer is replayed (per item in an array) and nothing is sent."),
     ),
     request_body(content = crate::openapi::IdentityInput, description = "An IApplicationsIdentity object (answered as the Graph-compatible route answers), or an array of 1 to 100 (answered 200 with a BatchResponse)", content_type = "application/json"),
     responses(
