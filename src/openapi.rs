@@ -67,15 +67,17 @@ impl utoipa::PartialSchema for IdentityObject {
                 .description(Some(description))
         };
         // The other keys of IApplicationsIdentity are accepted (and ignored); nothing else is.
-        let mut fields = ObjectBuilder::new().additional_properties(Some(
-            utoipa::openapi::schema::AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(false),
-        ));
+        let mut fields = ObjectBuilder::new().additional_properties(
+            Some(utoipa::openapi::schema::AdditionalProperties::<
+                utoipa::openapi::schema::Schema,
+            >::FreeForm(false)),
+        );
         for key in crate::http::identity::IDENTITY_KEYS {
             fields = fields.property(
                 key,
-                ObjectBuilder::new().schema_type(Type::String).description(Some(
-                    "An IApplicationsIdentity key this operation ignores.",
-                )),
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("An IApplicationsIdentity key this operation ignores.")),
             );
         }
         let fields = fields
