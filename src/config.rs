@@ -365,6 +365,15 @@ const NEVER_FORWARDED: [&str; 12] = [
 ];
 
 impl Config {
+    /// The defaults overridden by a configuration text (no environment, not validated): how
+    /// `dev` and the tests configure a facade for an emulator.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|error| invalid(&error.path.join("."), error.kind.to_string()))
+    }
+
     /// Loads the file (when given), then the `SYNCJOB_` environment, then validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

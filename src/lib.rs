@@ -11,7 +11,6 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod emulator;
 pub mod error;
 pub mod graph;
 pub mod guard;

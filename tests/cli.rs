@@ -242,7 +242,7 @@ async fn dev_prints_tokens_and_curl_lines_that_work_as_printed() {
 
 #[tokio::test]
 async fn the_emulator_alone_prints_credentials_tokens_and_curl_lines_that_work_as_printed() {
-    let (_child, lines) = spawn_until(&["emulator", "--port", "0"], "graph.base_url").await;
+    let (_child, lines) = spawn_until(&["emulator", "--port", "0"], "client_secret = ").await;
     let text = lines.join("\n");
     let field = |name: &str| between(&text, name, "\n").trim().to_owned();
     let token = |name: &str| between(&text, &format!("export {name}='"), "'").to_owned();
@@ -270,16 +270,12 @@ async fn the_emulator_alone_prints_credentials_tokens_and_curl_lines_that_work_a
     let base = between(&text, "Graph + Entra emulator on ", "\n")
         .trim()
         .to_owned();
-    let mut facade = syncjob_facade::config::Config::default();
+    let printed = text
+        .split_once("A facade pointed here (its configuration file):\n")
+        .unwrap()
+        .1;
+    let mut facade = syncjob_facade::config::Config::from_toml(printed).unwrap();
     facade.server.listen = "127.0.0.1:0".into();
-    facade.auth.issuers = vec![field("issuer        ")];
-    facade.auth.audiences = vec![between(&text, "auth.audiences = [\"", "\"").to_owned()];
-    facade.graph.base_url = base.clone();
-    facade.graph.credential.authority = base.clone();
-    facade.graph.credential.tenant_id = Some(field("tenant        "));
-    facade.graph.credential.client_id = Some(field("client id     "));
-    facade.graph.credential.client_secret =
-        Some(syncjob_facade::config::Secret::new(field("client secret ")));
     facade
         .validate()
         .expect("the printed settings make a valid configuration");
@@ -365,7 +361,7 @@ fn a_webhook_secret_not_in_whsec_form_stops_start_up_naming_the_key() {
 }
 
 /// The start of the seed's paused job and an admin token for it.
-fn paused_start(emulator: &syncjob_facade::emulator::Emulator, base: &str) -> (String, String) {
+fn paused_start(emulator: &syncjob_emulator::Emulator, base: &str) -> (String, String) {
     let sp = &emulator.seed().service_principals[0];
     let url = format!(
         "{base}/v1.0/servicePrincipals/{}/synchronization/jobs/{}/start",
@@ -387,14 +383,14 @@ fn audit_lines(text: &str) -> Vec<serde_json::Value> {
 
 /// A facade binary serving against an in-process emulator.
 async fn serve_binary(
-    emulator: &syncjob_facade::emulator::Emulator,
+    emulator: &syncjob_emulator::Emulator,
     extra: &str,
 ) -> (tokio::process::Child, String) {
     serve_binary_logging_to(emulator, extra, std::process::Stdio::null()).await
 }
 
 async fn serve_binary_logging_to(
-    emulator: &syncjob_facade::emulator::Emulator,
+    emulator: &syncjob_emulator::Emulator,
     extra: &str,
     stderr: std::process::Stdio,
 ) -> (tokio::process::Child, String) {
@@ -458,7 +454,7 @@ client_secret = "{secret}"
 
 #[tokio::test]
 async fn sigterm_turns_readyz_unready_lets_the_start_in_flight_finish_and_exits_0() {
-    use syncjob_facade::emulator::{Emulator, Fault, Operation, Seed};
+    use syncjob_emulator::{Emulator, Fault, Operation, Seed};
     let emulator = Emulator::spawn(Seed::default_seed(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -527,7 +523,7 @@ fn a_redis_password_in_the_guard_store_url_is_redacted() {
 
 #[tokio::test]
 async fn serve_writes_one_json_audit_line_per_decision_and_never_a_token() {
-    use syncjob_facade::emulator::{Emulator, Seed};
+    use syncjob_emulator::{Emulator, Seed};
     let emulator = Emulator::spawn(Seed::default_seed(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -631,7 +627,7 @@ async fn with_the_otel_feature_spans_are_exported_to_the_otlp_endpoint() {
 
 #[tokio::test]
 async fn sigterm_waits_for_a_start_whose_caller_has_gone_and_audits_it() {
-    use syncjob_facade::emulator::{Emulator, Fault, Operation, Seed};
+    use syncjob_emulator::{Emulator, Fault, Operation, Seed};
     let emulator = Emulator::spawn(Seed::default_seed(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -2,7 +2,7 @@
 //! process, so these run in a test binary of their own, one scenario after another: nothing
 //! else moves the counters while a scenario compares before and after.
 
-use syncjob_facade::emulator::{Fault, Operation};
+use syncjob_emulator::{Fault, Operation};
 
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]

@@ -3,7 +3,7 @@
 //! refusals; followers hold no place among the starts in flight.
 
 use serde_json::{Value, json};
-use syncjob_facade::emulator::{Fault, Operation};
+use syncjob_emulator::{Fault, Operation};
 
 use crate::helpers::*;
 

@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use syncjob_facade::emulator::Operation;
+use syncjob_emulator::Operation;
 
 use crate::helpers::*;
 

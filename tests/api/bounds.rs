@@ -3,7 +3,7 @@
 //! forwarded headers, and a batch that runs out of time.
 
 use serde_json::{Value, json};
-use syncjob_facade::emulator::{Fault, Operation};
+use syncjob_emulator::{Fault, Operation};
 
 use crate::helpers::*;
 

@@ -1,8 +1,8 @@
 //! The facade's own Graph credential.
 
 use serde_json::json;
+use syncjob_emulator::{GRAPH_AUDIENCE, Operation};
 use syncjob_facade::config::{CredentialKind, Secret};
-use syncjob_facade::emulator::{GRAPH_AUDIENCE, Operation};
 
 use crate::helpers::*;
 
@@ -95,7 +95,7 @@ async fn assert_started_with(app: &TestApp, grant: &str, client_id: &str) {
     assert_eq!(start_call(app).token_app_id.as_deref(), Some(client_id));
 }
 
-fn start_call(app: &TestApp) -> syncjob_facade::emulator::RecordedCall {
+fn start_call(app: &TestApp) -> syncjob_emulator::RecordedCall {
     app.emulator
         .calls()
         .into_iter()

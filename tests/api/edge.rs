@@ -1,6 +1,6 @@
 //! The edge: per-caller rate limit, load shedding, CORS, security headers.
 
-use syncjob_facade::emulator::{Fault, Operation};
+use syncjob_emulator::{Fault, Operation};
 
 use crate::helpers::*;
 

@@ -1,7 +1,7 @@
 //! The error table: every facade error in Graph's envelope, and ids that never reach Graph.
 
 use serde_json::json;
-use syncjob_facade::emulator::Operation;
+use syncjob_emulator::Operation;
 
 use crate::helpers::*;
 

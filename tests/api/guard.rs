@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use syncjob_facade::emulator::{Fault, Operation};
+use syncjob_emulator::{Fault, Operation};
 
 use crate::helpers::*;
 use crate::redis::RedisServer;

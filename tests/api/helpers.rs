@@ -3,9 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use serde_json::Value;
-use syncjob_facade::cli::config_for_emulator;
+use syncjob_emulator::{Emulator, Seed};
 use syncjob_facade::config::Config;
-use syncjob_facade::emulator::{Emulator, Seed};
 use syncjob_facade::server::Server;
 
 pub const SALESFORCE_SP: &str = "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
@@ -52,7 +51,9 @@ pub async fn spawn_facade(
     customize: impl FnOnce(&mut Config, &Emulator),
 ) -> TestApp {
     let emulator = emulator.clone();
-    let mut config = config_for_emulator(&emulator, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let mut config =
+        Config::from_toml(&emulator.facade_config_toml()).expect("the emulator's settings");
+    config.server.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).to_string();
     // Tests send bursts from one caller on purpose; the rate limit has its own test.
     config.server.rate_limit_per_minute = 0;
     customize(&mut config, &emulator);

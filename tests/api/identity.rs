@@ -1,7 +1,7 @@
 //! `POST /start`: the cmdlet's -InputObject form, one object or an array.
 
 use serde_json::{Value, json};
-use syncjob_facade::emulator::Operation;
+use syncjob_emulator::Operation;
 
 use crate::helpers::*;
 

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use syncjob_emulator::{Fault, Operation};
 use syncjob_facade::config::Config;
-use syncjob_facade::emulator::{Fault, Operation};
 
 use crate::helpers::*;
 use crate::redis::RedisServer;

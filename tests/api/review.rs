@@ -1,8 +1,8 @@
 //! Behaviour pinned down after review: each test fails on the defect it is named after.
 
 use serde_json::{Value, json};
+use syncjob_emulator::{Fault, GRAPH_AUDIENCE, Operation};
 use syncjob_facade::config::{CredentialKind, Secret};
-use syncjob_facade::emulator::{Fault, GRAPH_AUDIENCE, Operation};
 
 use crate::helpers::*;
 

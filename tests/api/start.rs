@@ -1,7 +1,7 @@
 //! Starting a job through the Graph-compatible routes.
 
 use serde_json::Value;
-use syncjob_facade::emulator::{Fault, Operation};
+use syncjob_emulator::{Fault, Operation};
 
 use crate::helpers::*;
 

@@ -1,7 +1,7 @@
 //! Reaching Graph: retries that respect Graph, the circuit breaker, the outbound proxy.
 
+use syncjob_emulator::{Fault, Operation};
 use syncjob_facade::config::{ProxyConfig, Secret};
-use syncjob_facade::emulator::{Fault, Operation};
 
 use crate::helpers::*;
 use crate::proxy::ForwardProxy;

@@ -4,8 +4,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use syncjob_emulator::Operation;
 use syncjob_facade::config::{Secret, WebhookConfig, WebhookScheme, WebhookTarget};
-use syncjob_facade::emulator::Operation;
 
 use crate::helpers::*;
 
@@ -401,7 +401,7 @@ async fn a_captured_github_delivery_sent_again_under_a_new_id_starts_nothing() {
 
 #[tokio::test]
 async fn a_start_that_failed_for_a_retriable_reason_asks_for_a_redelivery() {
-    use syncjob_facade::emulator::Fault;
+    use syncjob_emulator::Fault;
     let app = spawn_app_with(|c, _| {
         c.graph.max_retries = 0;
         c.webhooks = vec![hook(

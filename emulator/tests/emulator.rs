@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
-use syncjob_facade::emulator::{
+use syncjob_emulator::{
     Emulator, FACADE_AUDIENCE, FEDERATED_ISSUER, Fault, GRAPH_AUDIENCE, Operation, RecordedCall,
     Seed,
 };
@@ -33,8 +33,8 @@ const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// The certificate (first) and its PKCS#8 private key, as the facade's `certificate_file`.
-const CREDENTIAL_PEM: &str = include_str!("fixtures/graph-credential.pem");
-const THUMBPRINT_S256: &str = include_str!("fixtures/thumbprint-s256.txt");
+const CREDENTIAL_PEM: &str = include_str!("../../tests/fixtures/graph-credential.pem");
+const THUMBPRINT_S256: &str = include_str!("../../tests/fixtures/thumbprint-s256.txt");
 /// Base64url SHA-1 of the fixture certificate's DER: the `x5t` of an RS256 assertion.
 const THUMBPRINT_SHA1: &str = "vGjqtx3AGkxTBPIzvHdCZoVWmhg";
 const SALESFORCE_SP: &str = "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";

@@ -4,8 +4,8 @@
 //! credentials trust (workload identity). Every failure is 401 `invalid_client`, as in Entra.
 
 use super::{EntraError, Lifetime, TokenRequest, audiences};
-use crate::emulator::keys::Jwt;
-use crate::emulator::{Emulator, SeedApplication, SeedFederatedCredential, unix_now};
+use crate::keys::Jwt;
+use crate::{Emulator, SeedApplication, SeedFederatedCredential, unix_now};
 
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const WORKLOAD_IDENTITY_DOCS: &str =

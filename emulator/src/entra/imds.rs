@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use crate::emulator::conn::ConnKill;
-use crate::emulator::{Emulator, Operation, RecordedCall, SeedApplication, header_str};
+use crate::conn::ConnKill;
+use crate::{Emulator, Operation, RecordedCall, SeedApplication, header_str};
 
 use super::client_auth::Credential;
 use super::{EXPIRES_IN_SECS, EntraError, app_token_claims, form_params, json_response};

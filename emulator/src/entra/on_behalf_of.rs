@@ -6,8 +6,8 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::emulator::keys::Jwt;
-use crate::emulator::{Emulator, FACADE_AUDIENCE, GRAPH_AUDIENCE, SeedUser, extend, unix_now};
+use crate::keys::Jwt;
+use crate::{Emulator, FACADE_AUDIENCE, GRAPH_AUDIENCE, SeedUser, extend, unix_now};
 
 use super::client_auth::{self, Client};
 use super::{

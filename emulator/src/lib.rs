@@ -1,6 +1,10 @@
-//! The built-in Microsoft Graph + Entra emulator used by `syncjob-facade dev`,
-//! `syncjob-facade emulator` and the integration tests: seed data, the shared state (directory,
-//! signing keys, faults, call log), the server's lifecycle and the token helpers for callers.
+//! A Microsoft Graph + Entra emulator for syncjob-facade: used by `syncjob-facade dev`,
+//! `syncjob-facade emulator` (and this crate's own `syncjob-emulator` binary) and the integration
+//! tests. Seed data, the shared state (directory, signing keys, faults, call log), the server's
+//! lifecycle and the token helpers for callers.
+//!
+//! It knows the facade only from the outside: the audience of its API and the settings a
+//! facade needs to be pointed here ([`Emulator::facade_config_toml`]), never its code.
 //!
 //! Submodules own one surface each: [`entra`] (discovery, JWKS, the token endpoint with its
 //! client credentials and on-behalf-of grants, the managed identity endpoint), [`graph`]
@@ -149,6 +153,45 @@ pub struct SeedJob {
     pub status: String,
 }
 
+/// Runs the emulator from `seed_file` (the built-in seed when `None`) on `addr`, prints its
+/// banner, and serves until ctrl-c or SIGTERM.
+pub async fn run(seed_file: Option<&Path>, addr: SocketAddr) -> Result<(), String> {
+    let seed = match seed_file {
+        Some(path) => Seed::from_file(path).map_err(|e| format!("seed {}: {e}", path.display()))?,
+        None => Seed::default_seed(),
+    };
+    let emulator = Emulator::spawn(seed, addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    println!("{}", emulator.banner());
+    stopped().await;
+    emulator.shutdown().await;
+    Ok(())
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminated => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error("cannot read the seed file: {source}")]
@@ -166,8 +209,7 @@ pub enum SeedError {
 impl Seed {
     /// The seed shipped with the crate (`emulator/seed.json`).
     pub fn default_seed() -> Seed {
-        serde_json::from_str(include_str!("../../emulator/seed.json"))
-            .expect("emulator/seed.json is valid")
+        serde_json::from_str(include_str!("../seed.json")).expect("emulator/seed.json is valid")
     }
 
     pub fn from_file(path: &Path) -> Result<Seed, SeedError> {
@@ -400,6 +442,93 @@ impl Emulator {
 
     pub fn token_url(&self) -> String {
         format!("{}/{}/oauth2/v2.0/token", self.0.base_url, self.tenant_id())
+    }
+
+    /// The configuration a facade needs to be pointed here, as the TOML of its configuration
+    /// file: its issuer and audience, discovery, Graph, and the seeded Graph credential.
+    pub fn facade_config_toml(&self) -> String {
+        let facade = &self.seed().applications[0];
+        format!(
+            r#"[auth]
+issuers = ["{issuer}"]
+audiences = ["{audience}"]
+openid_config_url = "{discovery}"
+
+[graph]
+base_url = "{base}"
+
+[graph.credential]
+kind = "client_secret"
+authority = "{base}"
+tenant_id = "{tenant}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+"#,
+            issuer = self.issuer(),
+            audience = FACADE_AUDIENCE,
+            discovery = self.openid_config_url(),
+            base = self.base_url(),
+            tenant = self.tenant_id(),
+            client_id = facade.client_id,
+            client_secret = facade.client_secret,
+        )
+    }
+
+    /// What a person needs to use the emulator by hand: where it is, the seeded credentials,
+    /// tokens valid for 12 hours, and curl lines that work as printed.
+    pub fn banner(&self) -> String {
+        let seed = self.seed();
+        let base = self.base_url();
+        let facade_app = &seed.applications[0];
+        let long_lived = |mut claims: Value| {
+            claims["exp"] = (unix_now() + 12 * 3600).into();
+            self.mint(&claims)
+        };
+        let graph_token = self
+            .graph_claims(&facade_app.client_id)
+            .map(&long_lived)
+            .unwrap_or_default();
+        let admin = long_lived(self.delegated_claims(&seed.users[0].object_id));
+        let app = long_lived(self.app_claims(&seed.applications[1].client_id));
+        let paused = &seed.service_principals[0];
+        format!(
+            r#"Graph + Entra emulator on {base}
+  issuer        {issuer}
+  discovery     {discovery}
+  token         {token_url}
+  tenant        {tenant}
+  calls/faults  {base}/_emulator/calls, {base}/_emulator/faults
+
+Client credentials (the seeded Graph credential of a facade, {facade_name}):
+  client id     {client_id}
+  client secret {client_secret}
+  curl -s {token_url} -d grant_type=client_credentials -d client_id={client_id} -d client_secret={client_secret} -d scope=https://graph.microsoft.com/.default
+
+Tokens (valid 12 hours; the emulator's, worthless elsewhere):
+  export GRAPH_TOKEN='{graph_token}'   # Graph token of {facade_name}
+  export ADMIN_TOKEN='{admin}'   # caller token for a facade (aud {audience}): {admin_name}
+  export APP_TOKEN='{app}'   # caller token for a facade (aud {audience}): {app_name}
+
+Graph routes, as Graph answers them:
+  curl -s -H "Authorization: Bearer $GRAPH_TOKEN" {base}/v1.0/servicePrincipals/{sp}/synchronization/jobs/{job}
+  curl -i -X POST -H "Authorization: Bearer $GRAPH_TOKEN" {base}/v1.0/servicePrincipals/{sp}/synchronization/jobs/{job}/start
+
+A facade pointed here (its configuration file):
+{facade_config}"#,
+            issuer = self.issuer(),
+            discovery = self.openid_config_url(),
+            token_url = self.token_url(),
+            tenant = self.tenant_id(),
+            facade_name = facade_app.display_name,
+            client_id = facade_app.client_id,
+            client_secret = facade_app.client_secret,
+            audience = FACADE_AUDIENCE,
+            admin_name = seed.users[0].name,
+            app_name = seed.applications[1].display_name,
+            sp = paused.id,
+            job = paused.jobs[0].id,
+            facade_config = self.facade_config_toml(),
+        )
     }
 
     /// Stops serving: no new connections, in-flight requests get a few seconds to finish.
