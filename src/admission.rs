@@ -18,7 +18,6 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Caller, CallerKind};
-use crate::config::ServerConfig;
 use crate::error::ApiError;
 
 type KeyedLimiter = RateLimiter<String, HashMapStateStore<String>, DefaultClock>;
@@ -33,13 +32,13 @@ pub struct Admission {
 pub type Place = Option<OwnedSemaphorePermit>;
 
 impl Admission {
-    pub fn new(config: &ServerConfig) -> Self {
-        let limiter = NonZeroU32::new(config.rate_limit_per_minute).map(|rate| {
-            let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
+    /// `rate_per_minute` and `burst` per caller (0: no limit); `max_starts` at once (0: no limit).
+    pub fn new(rate_per_minute: u32, burst: u32, max_starts: usize) -> Self {
+        let limiter = NonZeroU32::new(rate_per_minute).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::hashmap(Quota::per_minute(rate).allow_burst(burst))
         });
-        let in_flight = (config.max_concurrent_starts > 0)
-            .then(|| Arc::new(Semaphore::new(config.max_concurrent_starts)));
+        let in_flight = (max_starts > 0).then(|| Arc::new(Semaphore::new(max_starts)));
         Self {
             limiter,
             in_flight,

@@ -75,17 +75,17 @@ mod otel {
 /// `serve`: the service, until SIGTERM or ctrl-c.
 pub async fn serve(config: Option<&Path>) -> Result<(), crate::Error> {
     init_logging(true);
-    let config = Config::load(config)?;
-    for warning in config.warnings() {
+    let valid = Config::load(config)?;
+    for warning in valid.config.warnings() {
         tracing::warn!("{warning}");
     }
-    Server::bind(config).await?.run(shutdown_signal()).await?;
+    Server::bind(valid).await?.run(shutdown_signal()).await?;
     Ok(())
 }
 
 /// `check-config`: validates, prints the effective configuration (secrets redacted) and warnings.
 pub fn check_config(path: &Path) -> Result<(), crate::Error> {
-    let config = Config::load(Some(path))?;
+    let config = Config::load(Some(path))?.config;
     print!("{}", config.to_redacted_toml());
     for warning in config.warnings() {
         eprintln!("warning: {warning}");

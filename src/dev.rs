@@ -19,9 +19,8 @@ pub async fn dev(port: u16) -> Result<(), syncjob_facade::Error> {
     )
     .await?;
     let mut config = Config::from_toml(&emulator.facade_config_toml())?;
-    config.server.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port)).to_string();
-    config.validate()?;
-    let server = Server::bind(config).await?;
+    config.server.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let server = Server::bind(config.validate()?).await?;
     let url = format!("http://{}", server.local_addr());
     print_dev_banner(&emulator, &url);
     server.run(shutdown_signal()).await?;

@@ -3,14 +3,15 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::ApiError;
 
 /// The Graph API version a start is forwarded to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 pub enum ApiVersion {
     #[serde(rename = "v1.0")]
+    #[default]
     V1,
     #[serde(rename = "beta")]
     Beta,
@@ -40,6 +41,24 @@ impl fmt::Display for ApiVersion {
         f.write_str(self.as_str())
     }
 }
+
+/// Ids in configuration files are parsed as at the edge.
+macro_rules! deserialize_by_parsing {
+    ($($type:ty => $parse:expr),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+deserialize_by_parsing!(
+    ApiVersion => |t: &str| ApiVersion::parse(t).ok_or("v1.0 or beta"),
+    ServicePrincipalId => |t: &str| ServicePrincipalId::parse(t).map_err(|e| e.message),
+    JobId => |t: &str| JobId::parse(t).map_err(|e| e.message),
+);
 
 /// A GUID in its hyphenated 36-character form, kept in lower case (Graph object ids are
 /// case-insensitive, and the guard compares them as such).

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -16,10 +17,10 @@ pub mod graph;
 pub mod guard;
 pub mod http;
 pub mod ids;
-pub mod openapi;
 pub mod server;
 pub mod start;
 pub mod telemetry;
+pub mod values;
 pub mod webhooks;
 
 /// Errors that stop the program.

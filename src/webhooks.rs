@@ -11,8 +11,115 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::config::{WebhookConfig, WebhookScheme};
 use crate::error::ApiError;
+use crate::ids::{ApiVersion, JobId, ServicePrincipalId};
+use crate::values::{Problems, Secret};
+
+/// How a webhook sender signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookScheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    #[default]
+    Standard,
+    /// GitHub: `X-Hub-Signature-256`, `X-GitHub-Delivery`.
+    Github,
+}
+
+/// One `[[webhooks]]` entry: a hook, its secrets and the fixed targets it may start.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    #[serde(default)]
+    pub scheme: WebhookScheme,
+    /// Any one of them verifies (rotation). Standard Webhooks secrets are `whsec_<base64>`.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// A file with more secrets, one per line (a mounted Kubernetes Secret); read at start-up.
+    #[serde(default)]
+    pub secrets_file: Option<std::path::PathBuf>,
+    /// True: an Entra bearer token, authorised like any caller, also works.
+    #[serde(default)]
+    pub allow_bearer: bool,
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    pub targets: Vec<WebhookTarget>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    pub service_principal_id: ServicePrincipalId,
+    pub synchronization_job_id: JobId,
+}
+
+/// Checks every hook, and adds each hook's `secrets_file` lines to its secrets (read once).
+pub fn prepare(hooks: &mut [WebhookConfig], problems: &mut Problems) {
+    let mut names = std::collections::HashSet::new();
+    for (i, hook) in hooks.iter_mut().enumerate() {
+        let key = |field: &str| format!("webhooks[{i}].{field}");
+        if let Some(path) = &hook.secrets_file {
+            match std::fs::read_to_string(path) {
+                Err(e) => problems.add(
+                    key("secrets_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                ),
+                Ok(text) => {
+                    let before = hook.secrets.len();
+                    hook.secrets.extend(
+                        text.lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .map(Secret::new),
+                    );
+                    if hook.secrets.len() == before {
+                        problems.add(
+                            key("secrets_file"),
+                            format!("{} holds no secret", path.display()),
+                        );
+                    }
+                }
+            }
+        }
+        let name_ok = !hook.name.is_empty()
+            && hook.name.len() <= 64
+            && hook
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            problems.add(
+                key("name"),
+                "1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'",
+            );
+        }
+        if !names.insert(hook.name.clone()) {
+            problems.add(key("name"), format!("'{}' is configured twice", hook.name));
+        }
+        if hook.secrets.is_empty() && !hook.allow_bearer {
+            problems.add(
+                key("secrets"),
+                "at least one secret is required unless allow_bearer = true",
+            );
+        }
+        for (j, secret) in hook.secrets.iter().enumerate() {
+            let problem = match hook.scheme {
+                WebhookScheme::Standard => standard_secret(secret.expose()).err(),
+                WebhookScheme::Github if secret.expose().is_empty() => {
+                    Some("must not be empty".into())
+                }
+                WebhookScheme::Github => None,
+            };
+            if let Some(problem) = problem {
+                problems.add(format!("webhooks[{i}].secrets[{j}]"), problem);
+            }
+        }
+        if hook.targets.is_empty() || hook.targets.len() > 20 {
+            problems.add(key("targets"), "1 to 20 targets");
+        }
+    }
+}
 
 /// Standard Webhooks' tolerance for `webhook-timestamp`, both ways.
 pub const TOLERANCE_SECS: u64 = 300;
@@ -248,7 +355,7 @@ pub fn summary_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Secret, WebhookTarget};
+    use crate::values::Secret;
 
     fn hook(scheme: WebhookScheme, secrets: &[&str]) -> WebhookConfig {
         WebhookConfig {
@@ -257,10 +364,13 @@ mod tests {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             secrets_file: None,
             allow_bearer: false,
-            api_version: "v1.0".into(),
+            api_version: ApiVersion::V1,
             targets: vec![WebhookTarget {
-                service_principal_id: "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d".into(),
-                synchronization_job_id: "j".into(),
+                service_principal_id: ServicePrincipalId::parse(
+                    "2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d",
+                )
+                .unwrap(),
+                synchronization_job_id: JobId::parse("j").unwrap(),
             }],
         }
     }

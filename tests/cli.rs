@@ -275,11 +275,11 @@ async fn the_emulator_alone_prints_credentials_tokens_and_curl_lines_that_work_a
         .unwrap()
         .1;
     let mut facade = syncjob_facade::config::Config::from_toml(printed).unwrap();
-    facade.server.listen = "127.0.0.1:0".into();
-    facade
+    facade.server.listen = "127.0.0.1:0".parse().unwrap();
+    let valid = facade
         .validate()
         .expect("the printed settings make a valid configuration");
-    let server = syncjob_facade::server::Server::bind(facade).await.unwrap();
+    let server = syncjob_facade::server::Server::bind(valid).await.unwrap();
     let facade_url = format!("http://{}", server.local_addr());
     tokio::spawn(server.run(std::future::pending()));
     let curls: Vec<&str> = lines
@@ -773,4 +773,25 @@ fn check_config_warns_when_a_v2_issuer_meets_only_an_app_id_uri_audience() {
     let (ok, _, stderr) = check_config(&write_config("v1-issuer", &v1), &[]);
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn every_invalid_key_is_reported_at_once() {
+    let text = VALID
+        .replace(
+            "[server]",
+            "[server]\nrequest_timeout_secs = 0\nmax_header_bytes = 10",
+        )
+        .replace("client_secret = \"very-secret-value\"", "")
+        .replace("[auth]", "[auth]\nleeway_secs = 9999");
+    let (ok, _, stderr) = check_config(&write_config("many", &text), &[]);
+    assert!(!ok);
+    for key in [
+        "server.request_timeout_secs",
+        "server.max_header_bytes",
+        "auth.leeway_secs",
+        "graph.credential.client_secret",
+    ] {
+        assert!(stderr.contains(key), "{key} in {stderr}");
+    }
 }

@@ -99,7 +99,11 @@ fn the_compose_file_runs_the_emulator_redis_and_two_replicas_of_this_binary() {
         let config: syncjob_facade::config::Config =
             toml::from_str(&config_text).expect("compose.config.toml holds known keys");
         assert!(
-            config.guard.store.starts_with("redis://"),
+            config
+                .guard
+                .store
+                .redis_url()
+                .is_some_and(|url| url.starts_with("redis://")),
             "replicas share Redis"
         );
         for (key, _) in service["environment"].as_hash().unwrap() {

@@ -91,9 +91,10 @@ async fn a_failed_key_fetch_is_counted() {
         let probe = spawn_app().await;
         metric(&probe, "syncjob_jwks_fetches_total", &[("result", "error")]).await
     };
-    let app =
-        spawn_app_with(|c, _| c.auth.openid_config_url = Some("http://127.0.0.1:9/nothing".into()))
-            .await;
+    let app = spawn_app_with(|c, _| {
+        c.auth.openid_config_url = Some("http://127.0.0.1:9/nothing".parse().unwrap())
+    })
+    .await;
     // Start-up tries once and the background refresher retries: at least one error.
     assert!(
         metric(&app, "syncjob_jwks_fetches_total", &[("result", "error")]).await >= before + 1.0

@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
+use super::config::AuthConfig;
 use super::{Caller, CallerKind};
-use crate::config::AuthConfig;
 use crate::error::ApiError;
 
 /// What the token allows.
@@ -138,7 +138,7 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             roles: roles.iter().map(|s| s.to_string()).collect(),
             directory_roles: wids.iter().map(|s| s.to_string()).collect(),
-            token: crate::config::Secret::new("t"),
+            token: crate::values::Secret::new("t"),
         }
     }
 

@@ -135,7 +135,8 @@ impl KeyStore {
             KeySource::Jwks(url) => url.clone(),
             KeySource::Discovery(url) => self.get_json::<OpenIdConfiguration>(url).await?.jwks_uri,
         };
-        crate::config::check_url("jwks_uri", &jwks_url)
+        jwks_url
+            .parse::<crate::values::SecureUrl>()
             .map_err(|e| KeyError::Fetch(e.to_string()))?;
         let raw: RawJwks = self.get_json(&jwks_url).await?;
         let mut keys = HashMap::new();

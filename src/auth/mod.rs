@@ -5,6 +5,7 @@
 //! not decide what a caller may start: that is `authz`.
 
 pub mod authz;
+pub mod config;
 pub mod keys;
 
 use std::collections::HashSet;
@@ -13,8 +14,9 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Secret};
 use crate::error::ApiError;
+use crate::values::{Secret, SecureUrl};
+use config::AuthConfig;
 use keys::{KeySource, KeyStore};
 
 /// The consumer (personal Microsoft account) tenant.
@@ -87,22 +89,31 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, http: reqwest::Client) -> Self {
-        let auth = &config.auth;
-        let source = match (&auth.jwks_url, &auth.openid_config_url) {
-            (Some(jwks), _) => KeySource::Jwks(jwks.clone()),
-            (None, Some(discovery)) => KeySource::Discovery(discovery.clone()),
-            (None, None) => KeySource::Discovery(format!(
+    pub fn new(auth: &AuthConfig, http: reqwest::Client) -> Self {
+        let source = match (
+            &auth.jwks_url,
+            &auth.openid_config_url,
+            auth.issuers.first(),
+        ) {
+            (Some(jwks), _, _) => KeySource::Jwks(jwks.to_string()),
+            (None, Some(discovery), _) => KeySource::Discovery(discovery.to_string()),
+            (None, None, issuer) => KeySource::Discovery(format!(
                 "{}/.well-known/openid-configuration",
-                auth.issuers[0].trim_end_matches('/')
+                issuer.map_or("", |i| i.as_str().trim_end_matches('/'))
             )),
         };
-        let algorithms = config.algorithms().expect("validated configuration");
+        let algorithms = auth.algorithms.clone();
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms.clone();
         validation.leeway = auth.leeway_secs;
         validation.validate_nbf = true;
-        validation.set_issuer(&auth.issuers);
+        validation.set_issuer(
+            &auth
+                .issuers
+                .iter()
+                .map(SecureUrl::as_str)
+                .collect::<Vec<_>>(),
+        );
         validation.set_audience(&auth.audiences);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
         let mut allowed_tenants: HashSet<String> = auth
@@ -114,7 +125,7 @@ impl Authenticator {
             allowed_tenants = auth
                 .issuers
                 .iter()
-                .filter_map(|issuer| tenant_of_issuer(issuer))
+                .filter_map(|issuer| tenant_of_issuer(issuer.as_str()))
                 .collect();
         }
         Self {

@@ -16,7 +16,7 @@ use moka::future::Cache;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, CredentialKind, Secret};
+use crate::values::Secret;
 
 /// How long a failed refresh answers for the waiters behind it.
 const FAILURE_MEMORY: Duration = Duration::from_secs(2);
@@ -133,13 +133,14 @@ fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
 }
 
 /// How the facade proves itself to the token endpoint.
-enum ClientAuth {
+pub enum ClientAuth {
     Secret(Secret),
-    Certificate(Certificate),
+    Certificate(Box<Certificate>),
     FederatedTokenFile(PathBuf),
 }
 
-enum Source {
+/// Where the facade's tokens come from, as the `[graph.credential]` section prepared it.
+pub enum Source {
     Static(Secret),
     Confidential {
         token_url: String,
@@ -227,52 +228,13 @@ struct AssertionClaims<'a> {
 }
 
 impl Credential {
-    pub fn new(config: &Config, http: reqwest::Client) -> Self {
-        let credential = &config.graph.credential;
-        let confidential = |auth| Source::Confidential {
-            token_url: format!(
-                "{}/{}/oauth2/v2.0/token",
-                credential.authority.trim_end_matches('/'),
-                config.tenant_id().unwrap_or_default()
-            ),
-            client_id: config.client_id().unwrap_or_default(),
-            auth,
-            scope: credential.scope.clone(),
-        };
-        let source = match credential.kind {
-            CredentialKind::Static => {
-                Source::Static(config.static_token().expect("validated configuration"))
-            }
-            CredentialKind::ClientSecret => confidential(ClientAuth::Secret(
-                config.client_secret().expect("validated configuration"),
-            )),
-            CredentialKind::ClientCertificate => confidential(ClientAuth::Certificate(
-                Certificate::load(
-                    credential
-                        .certificate_file
-                        .as_deref()
-                        .expect("validated configuration"),
-                )
-                .expect("validated configuration"),
-            )),
-            CredentialKind::WorkloadIdentity => confidential(ClientAuth::FederatedTokenFile(
-                config
-                    .federated_token_file()
-                    .expect("validated configuration"),
-            )),
-            CredentialKind::ManagedIdentity => Source::ManagedIdentity {
-                endpoint: config.managed_identity_endpoint(),
-                client_id: credential.client_id.clone(),
-                resource: credential.scope.trim_end_matches("/.default").to_owned(),
-                identity_header: credential.identity_header.clone(),
-            },
-        };
+    pub fn new(source: Source, http: reqwest::Client, timeout: Duration) -> Self {
         // IMDS is a link-local endpoint: never through a proxy, as Azure's SDKs do.
         let http = match &source {
             Source::ManagedIdentity { .. } => reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(config.graph.timeout_secs))
+                .timeout(timeout)
                 .build()
                 .unwrap_or(http),
             _ => http,

@@ -4,6 +4,7 @@
 //! It does not decide whether a start should happen (that is the start pipeline) and never sees
 //! a caller's token.
 
+pub mod config;
 pub mod credential;
 pub mod resilience;
 
@@ -13,10 +14,10 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde::Deserialize;
 
-use crate::config::Config;
-use crate::config::Secret;
 use crate::error::ApiError;
 use crate::ids::{ApiVersion, AppId, JobId, ServicePrincipalId};
+use crate::values::Secret;
+use config::GraphConfig;
 use credential::{Credential, CredentialError, without_url};
 use resilience::{Breaker, BreakerState, RetryBudget};
 
@@ -93,22 +94,22 @@ pub enum Read<T> {
 }
 
 impl GraphClient {
-    pub fn new(config: &Config, http: reqwest::Client) -> Self {
-        let mut base_url =
-            reqwest::Url::parse(&config.graph.base_url).expect("validated configuration");
+    pub fn new(config: &GraphConfig, source: credential::Source, http: reqwest::Client) -> Self {
+        let mut base_url = config.base_url.url().clone();
         if let Ok(mut segments) = base_url.path_segments_mut() {
             segments.pop_if_empty();
         }
+        let timeout = Duration::from_secs(config.timeout_secs);
         Self {
-            credential: Credential::new(config, http.clone()),
+            credential: Credential::new(source, http.clone(), timeout),
             http,
             base_url,
-            max_retries: config.graph.max_retries,
-            max_retry_after: Duration::from_secs(config.graph.max_retry_after_secs),
+            max_retries: config.max_retries,
+            max_retry_after: Duration::from_secs(config.max_retry_after_secs),
             budget: RetryBudget::default(),
             breaker: Breaker::new(
-                config.graph.breaker.failure_threshold,
-                Duration::from_secs(config.graph.breaker.open_secs),
+                config.breaker.failure_threshold,
+                Duration::from_secs(config.breaker.open_secs),
             ),
         }
     }

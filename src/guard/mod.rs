@@ -5,6 +5,7 @@
 //! the cooldown after an accepted start, and `Idempotency-Key` replay. It does not read or start
 //! jobs itself: the start pipeline hands it the work to run once.
 
+pub mod config;
 pub mod store;
 
 use std::collections::HashMap;

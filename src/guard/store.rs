@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
+
+pub use super::config::RedisOptions;
 use moka::future::Cache;
 use moka::ops::compute::Op;
 
@@ -26,20 +28,20 @@ impl Store {
     /// `memory`, or a `redis://` / `rediss://` URL. A Redis that is down at start-up is not an
     /// error: the store connects when first used, and fails closed until then.
     pub fn open(spec: &str, memory_max_entries: u64) -> Result<Self, StoreError> {
-        Self::open_with(spec, memory_max_entries, RedisOptions::default())
+        Self::open_with(&spec.into(), memory_max_entries, RedisOptions::default())
     }
 
     /// As `open`, with the TLS roots and password file of a Redis store.
     pub fn open_with(
-        spec: &str,
+        spec: &super::config::StoreSpec,
         memory_max_entries: u64,
         options: RedisOptions,
     ) -> Result<Self, StoreError> {
-        if spec == "memory" {
+        let Some(url) = spec.redis_url() else {
             return Ok(Self::Memory(MemoryStore::new(memory_max_entries)));
-        }
+        };
         let store = RedisStore {
-            url: spec.to_owned(),
+            url: url.to_owned(),
             options: Arc::new(options),
             connection: Arc::new(std::sync::RwLock::new(None)),
             connecting: Arc::new(tokio::sync::Mutex::new(())),
@@ -165,16 +167,6 @@ fn redis_error(error: redis::RedisError) -> StoreError {
     StoreError(format!("Redis: {error}"))
 }
 
-/// How to reach a Redis store beyond its URL.
-#[derive(Debug, Clone, Default)]
-pub struct RedisOptions {
-    /// PEM certificates trusted for `rediss://` in addition to the system roots.
-    pub extra_roots_pem: Option<Vec<u8>>,
-    /// A file holding the password (Azure's access key), read at each new connection so that a
-    /// rotated key is picked up.
-    pub password_file: Option<std::path::PathBuf>,
-}
-
 /// The system's trusted roots as PEM, followed by `extra`: the Redis client trusts exactly the
 /// roots it is given, so the system's are handed over too.
 fn roots_with(extra: &[u8]) -> Vec<u8> {
@@ -191,17 +183,6 @@ fn roots_with(extra: &[u8]) -> Vec<u8> {
     }
     pem.extend_from_slice(extra);
     pem
-}
-
-/// The password in a password file: its first line, without surrounding whitespace.
-pub fn read_password_file(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let password = text.lines().next().unwrap_or_default().trim().to_owned();
-    if password.is_empty() {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(password)
 }
 
 /// A value with its own expiry.
@@ -359,7 +340,7 @@ impl RedisStore {
             return Ok(connection);
         }
         let password = match &self.options.password_file {
-            Some(path) => Some(read_password_file(path).map_err(StoreError)?),
+            Some(path) => Some(crate::values::first_line(path).map_err(StoreError)?),
             None => None,
         };
         let config = redis::aio::ConnectionManagerConfig::new()

@@ -16,6 +16,9 @@ use tokio::time::Instant;
 use crate::error::ApiError;
 use crate::start::Answer;
 
+/// Most items in one `POST /start` array.
+pub const MAX_ITEMS: usize = 100;
+
 /// Starts of one request running at once.
 pub const CONCURRENCY: usize = 8;
 

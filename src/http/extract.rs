@@ -178,7 +178,7 @@ impl FromRequest<AppState> for JsonBody {
                 "The request body must be application/json.",
             ));
         }
-        let limit = state.config.server.body_limit_bytes;
+        let limit = state.server.body_limit_bytes;
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {

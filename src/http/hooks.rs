@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::auth::{Caller, CallerKind};
-use crate::config::{Secret, WebhookConfig};
 use crate::error::ApiError;
 use crate::graph::Forwarding;
-use crate::ids::{ApiVersion, JobId, ServicePrincipalId, ServicePrincipalRef};
+use crate::ids::ServicePrincipalRef;
 use crate::start::{Answer, StartRequest, Switches};
+use crate::values::Secret;
 use crate::webhooks;
+use crate::webhooks::WebhookConfig;
 
 /// The caller a verified signature stands for: the hook itself, named in the audit trail by its
 /// name and the delivery id.
@@ -50,14 +51,14 @@ fn hook_caller(hook: &WebhookConfig, delivery_id: &str) -> Caller {
     ),
     request_body(content = serde_json::Value, description = "Any payload (JSON or not); it is verified over its raw bytes, never used to choose a target", content_type = "application/json"),
     responses(
-        (status = 202, description = "The starts are decided: one entry per configured target (started, suppressed by the guard, or failed). A repeated delivery id answers the first summary again", body = crate::openapi::HookSummary, headers(("Idempotent-Replayed" = String, description = "true for a repeated delivery"))),
-        (status = 400, description = "BadRequest: a bearer sender's webhook-id out of bounds", body = crate::openapi::GraphError),
-        (status = 401, description = "InvalidWebhookSignature (missing or bad signature, stale timestamp) or InvalidAuthenticationToken", body = crate::openapi::GraphError),
-        (status = 403, description = "Authorization_RequestDenied: a bearer sender without the permission", body = crate::openapi::GraphError),
-        (status = 404, description = "NotFound: no hook with this name", body = crate::openapi::GraphError),
-        (status = 409, description = "DeliveryInProgress: the same delivery is being processed", body = crate::openapi::GraphError, headers(("Retry-After" = u64))),
-        (status = 413, description = "RequestEntityTooLarge", body = crate::openapi::GraphError),
-        (status = 503, description = "ServiceUnavailable: a start failed for a reason a retry may cure; redeliver later (targets that started are not started again)", body = crate::openapi::GraphError, headers(("Retry-After" = u64))),
+        (status = 202, description = "The starts are decided: one entry per configured target (started, suppressed by the guard, or failed). A repeated delivery id answers the first summary again", body = crate::http::openapi::HookSummary, headers(("Idempotent-Replayed" = String, description = "true for a repeated delivery"))),
+        (status = 400, description = "BadRequest: a bearer sender's webhook-id out of bounds", body = crate::http::openapi::GraphError),
+        (status = 401, description = "InvalidWebhookSignature (missing or bad signature, stale timestamp) or InvalidAuthenticationToken", body = crate::http::openapi::GraphError),
+        (status = 403, description = "Authorization_RequestDenied: a bearer sender without the permission", body = crate::http::openapi::GraphError),
+        (status = 404, description = "NotFound: no hook with this name", body = crate::http::openapi::GraphError),
+        (status = 409, description = "DeliveryInProgress: the same delivery is being processed", body = crate::http::openapi::GraphError, headers(("Retry-After" = u64))),
+        (status = 413, description = "RequestEntityTooLarge", body = crate::http::openapi::GraphError),
+        (status = 503, description = "ServiceUnavailable: a start failed for a reason a retry may cure; redeliver later (targets that started are not started again)", body = crate::http::openapi::GraphError, headers(("Retry-After" = u64))),
     ),
 )]
 pub async fn deliver(
@@ -69,14 +70,14 @@ pub async fn deliver(
     axum::Extension(context): axum::Extension<super::context::RequestContext>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(hook) = state.config.webhooks.iter().find(|h| h.name == name) else {
+    let Some(hook) = state.hooks.iter().find(|h| h.name == name) else {
         return Err(ApiError::not_found(
             "No webhook with this name is configured.",
         ));
     };
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large(state.config.server.body_limit_bytes)
+            ApiError::payload_too_large(state.server.body_limit_bytes)
         } else {
             ApiError::bad_request("The request body could not be read.")
         }
@@ -117,17 +118,14 @@ pub async fn deliver(
             .increment(1);
         return Ok(response);
     }
-    let version = ApiVersion::parse(&hook.api_version).unwrap_or(ApiVersion::V1);
     // The targets start together (each through the guard on its own), so that a hook with
     // several targets answers within the request timeout.
     let mut runs = Vec::with_capacity(hook.targets.len());
     for target in &hook.targets {
         let request = StartRequest {
-            version,
-            service_principal: ServicePrincipalRef::Id(ServicePrincipalId::parse(
-                &target.service_principal_id,
-            )?),
-            job: JobId::parse(&target.synchronization_job_id)?,
+            version: hook.api_version,
+            service_principal: ServicePrincipalRef::Id(target.service_principal_id.clone()),
+            job: target.synchronization_job_id.clone(),
             switches: Switches::default(),
             forwarding: forwarding.clone(),
             idempotency_key: None,
@@ -136,10 +134,7 @@ pub async fn deliver(
         let (starts, caller) = (std::sync::Arc::clone(&state.starts), caller.clone());
         runs.push(async move { starts.start_detached(caller, request).await });
     }
-    let deadline = super::batch::deadline(
-        context.received,
-        std::time::Duration::from_secs(state.config.server.request_timeout_secs),
-    );
+    let deadline = super::batch::deadline(context.received, state.server.request_timeout());
     let answers = super::batch::run(runs, deadline).await;
     let mut results = Vec::with_capacity(answers.len());
     let mut retriable = false;
@@ -166,8 +161,8 @@ pub async fn deliver(
             Err(error) => (Err(error), None),
         };
         let (entry, again) = webhooks::summary_entry(
-            &target.service_principal_id,
-            &target.synchronization_job_id,
+            target.service_principal_id.as_str(),
+            target.synchronization_job_id.as_str(),
             outcome,
             upstream_error,
         );

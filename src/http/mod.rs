@@ -4,11 +4,13 @@
 //! pipeline, and render its answer; they decide nothing about permissions or Graph.
 
 pub mod batch;
+pub mod config;
 pub mod context;
 pub mod extract;
 pub mod graph_path;
 pub mod hooks;
 pub mod identity;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,20 +27,14 @@ use utoipa_axum::routes;
 
 use crate::auth::Authenticator;
 use crate::auth::Caller;
-use crate::auth::authz::Policy;
-use crate::config::Config;
 use crate::error::ApiError;
-use crate::graph::{Forwarding, GraphClient};
-use crate::guard::store::Store;
-use crate::guard::{Guard, IdempotencyKey};
+use crate::graph::Forwarding;
+use crate::guard::IdempotencyKey;
+use crate::http::openapi::BearerScheme;
 use crate::ids::ApiVersion;
-use crate::openapi::BearerScheme;
 use crate::start::{Answer, StartRequest, StartService};
 use context::{FromGraph, RequestContext};
 use extract::{IdempotencyHeader, JsonBody, StartQuery};
-
-/// Most items in one `POST /start` array.
-pub const MAX_BATCH: usize = 100;
 
 /// Shared state of the service.
 #[derive(Clone)]
@@ -53,114 +49,25 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct App {
-    /// The validated configuration.
-    pub config: Config,
     /// Validates callers' tokens.
     pub auth: Authenticator,
     /// Decides, guards, forwards and audits starts.
     pub starts: Arc<StartService>,
     /// Caller headers forwarded to Graph (`graph.forward_headers`).
     pub forward_headers: Vec<HeaderName>,
+    /// The configured webhooks.
+    pub hooks: Vec<crate::webhooks::WebhookConfig>,
+    /// The `[server]` section: limits, timeouts, CORS, shutdown.
+    pub server: config::ServerConfig,
     /// Set when shutdown began: `/readyz` answers 503 so that load balancers stop sending.
     pub draining: std::sync::atomic::AtomicBool,
-}
-
-impl App {
-    pub fn build(config: Config) -> Result<Self, crate::Error> {
-        // Installed before anything records, so that no early metric is lost.
-        crate::telemetry::prometheus();
-        let http = outbound_client(&config)?;
-        let auth = Authenticator::new(&config, http.clone());
-        let policy = Policy::new(&config.auth, config.graph.on_behalf_of);
-        let guard = build_guard(&config)?;
-        let starts = Arc::new(StartService::new(
-            GraphClient::new(&config, http),
-            policy,
-            guard,
-            crate::admission::Admission::new(&config.server),
-            config.guard.preflight,
-            config.graph.on_behalf_of,
-        ));
-        let forward_headers = config
-            .graph
-            .forward_headers
-            .iter()
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
-        Ok(Self {
-            config,
-            auth,
-            starts,
-            forward_headers,
-            draining: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-}
-
-/// The guard and its store. With Redis, flights, cooldowns and idempotency records are shared by
-/// every replica; in memory, idempotency records get a bounded table of their own so that a
-/// flood of keys cannot evict cooldowns.
-fn build_guard(config: &Config) -> Result<Guard, crate::Error> {
-    let extra_roots_pem = match &config.guard.store_ca_file {
-        Some(path) => Some(config.store_ca_pem(path)?),
-        None => None,
-    };
-    let options = crate::guard::store::RedisOptions {
-        extra_roots_pem,
-        password_file: config.guard.store_password_file.clone(),
-    };
-    let open = || {
-        Store::open_with(
-            &config.guard.store,
-            config.guard.memory_max_entries,
-            options.clone(),
-        )
-        .map_err(|e| crate::Error::Startup(e.to_string()))
-    };
-    let state = open()?;
-    let (cooldowns, replies) = match state {
-        Store::Memory(_) => (open()?, open()?),
-        Store::Redis(_) => (state.clone(), state.clone()),
-    };
-    Ok(Guard::new(
-        state,
-        cooldowns,
-        replies,
-        Duration::from_secs(config.guard.cooldown_secs),
-        config.flight_bound(),
-        Duration::from_secs(config.server.request_timeout_secs),
-    ))
-}
-
-/// The one HTTP client for Entra and Graph. Redirects are not followed: a bearer token must
-/// only ever go to the configured hosts.
-fn outbound_client(config: &Config) -> Result<reqwest::Client, crate::Error> {
-    let startup = |what: &str, e: reqwest::Error| crate::Error::Startup(format!("{what}: {e}"));
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("syncjob-facade/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(config.graph.timeout_secs));
-    // A configured proxy replaces the *_PROXY environment variables (reqwest's default).
-    if let Some(proxy) = &config.graph.proxy {
-        let mut configured =
-            reqwest::Proxy::all(proxy.url.as_str()).map_err(|e| startup("graph.proxy.url", e))?;
-        if let (Some(username), Some(password)) = (&proxy.username, config.proxy_password()?) {
-            configured = configured.basic_auth(username, password.expose());
-        }
-        configured = configured.no_proxy(reqwest::NoProxy::from_string(&proxy.no_proxy.join(",")));
-        builder = builder.proxy(configured);
-    }
-    builder
-        .build()
-        .map_err(|e| startup("cannot build the HTTP client", e))
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "syncjob-facade", description = "Starts Microsoft Entra provisioning (synchronization) jobs through Microsoft Graph, for callers that present an Entra access token issued for the facade's API."),
-    paths(crate::openapi::start_graph, crate::openapi::start_graph_action, crate::openapi::start_graph_app_id),
-    components(schemas(crate::openapi::GraphError, crate::openapi::PassThru, crate::openapi::IdentityObject, crate::openapi::BatchResponse, crate::openapi::WhatIfReport, crate::openapi::HookSummary)),
+    paths(crate::http::openapi::start_graph, crate::http::openapi::start_graph_action, crate::http::openapi::start_graph_app_id),
+    components(schemas(crate::http::openapi::GraphError, crate::http::openapi::PassThru, crate::http::openapi::IdentityObject, crate::http::openapi::BatchResponse, crate::http::openapi::WhatIfReport, crate::http::openapi::HookSummary)),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
 )]
@@ -190,9 +97,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// 3. body limit: applied by the extractors that read bodies.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = documented_routes().split_for_parts();
-    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
-    let body_limit = state.config.server.body_limit_bytes;
-    let cors_origins = state.config.server.cors_allowed_origins.clone();
+    let timeout = state.server.request_timeout();
+    let body_limit = state.server.body_limit_bytes;
+    let cors_origins = state.server.cors_allowed_origins.clone();
     router
         // The Graph-compatible paths cannot be routed by axum (see graph_path).
         .route("/{version}/{*rest}", axum::routing::any(start_graph))
@@ -282,33 +189,33 @@ async fn start_graph(
         ("whatIf" = Option<bool>, Query, description = "Report what would happen; the start is not sent (a preflight read may be). Named once."),
         ("passThru" = Option<bool>, Query, description = "Answer 200 {\"value\": true} instead of 204. Named once."),
         ("force" = Option<bool>, Query, description = "Start even when preflight finds the job Active. Named once."),
-        ("apiVersion" = Option<crate::openapi::GraphVersion>, Query, description = "Graph version to forward to (default v1.0)."),
+        ("apiVersion" = Option<crate::http::openapi::GraphVersion>, Query, description = "Graph version to forward to (default v1.0)."),
         ("client-request-id" = Option<String>, Header, description = "Forwarded to Graph and echoed; a new GUID when absent."),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1-255 visible ASCII characters. Same key, same caller, within 24 h: the first answer is replayed (per item in an array) and nothing is sent."),
     ),
-    request_body(content = crate::openapi::IdentityInput, description = "An IApplicationsIdentity object (answered as the Graph-compatible route answers), or an array of 1 to 100 (answered 200 with a BatchResponse)", content_type = "application/json"),
+    request_body(content = crate::http::openapi::IdentityInput, description = "An IApplicationsIdentity object (answered as the Graph-compatible route answers), or an array of 1 to 100 (answered 200 with a BatchResponse)", content_type = "application/json"),
     responses(
         (status = 204, description = "One object: started", headers(
             ("request-id" = String, description = "Graph's request id"),
             ("client-request-id" = String),
             ("Idempotent-Replayed" = String, description = "true when this is a replayed answer"),
         )),
-        (status = 200, description = "One object with passThru or whatIf; or an array: one entry per item, in order", body = crate::openapi::IdentityAnswer, headers(
+        (status = 200, description = "One object with passThru or whatIf; or an array: one entry per item, in order", body = crate::http::openapi::IdentityAnswer, headers(
             ("request-id" = String), ("client-request-id" = String),
             ("Idempotent-Replayed" = String, description = "true when this is a replayed answer"),
         )),
-        (status = 400, description = "BadRequest: bad id, bad body, unknown key, a key or switch named twice (named in the message)", body = crate::openapi::GraphError),
-        (status = 401, description = "InvalidAuthenticationToken: no or invalid bearer token", body = crate::openapi::GraphError, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Authorization_RequestDenied: permission, directory role or ownership missing", body = crate::openapi::GraphError, headers(("WWW-Authenticate" = String))),
-        (status = 404, description = "Graph's 404 for one object, passed through", body = crate::openapi::GraphError),
-        (status = 409, description = "One object: SyncJobAlreadyActive (preflight) or SyncJobStartCooldown", body = crate::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds until the cooldown ends"))),
-        (status = 413, description = "RequestEntityTooLarge", body = crate::openapi::GraphError),
-        (status = 415, description = "UnsupportedMediaType: the body is not application/json", body = crate::openapi::GraphError),
-        (status = 422, description = "IdempotencyKeyReused", body = crate::openapi::GraphError),
-        (status = 429, description = "TooManyRequests: the caller is over its rate, or Graph throttled", body = crate::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds"))),
-        (status = 502, description = "BadGateway: Graph unreachable", body = crate::openapi::GraphError),
-        (status = 503, description = "ServiceUnavailable: guard store unreachable, circuit open, or load shed", body = crate::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds"))),
-        (status = 504, description = "GatewayTimeout", body = crate::openapi::GraphError),
+        (status = 400, description = "BadRequest: bad id, bad body, unknown key, a key or switch named twice (named in the message)", body = crate::http::openapi::GraphError),
+        (status = 401, description = "InvalidAuthenticationToken: no or invalid bearer token", body = crate::http::openapi::GraphError, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Authorization_RequestDenied: permission, directory role or ownership missing", body = crate::http::openapi::GraphError, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "Graph's 404 for one object, passed through", body = crate::http::openapi::GraphError),
+        (status = 409, description = "One object: SyncJobAlreadyActive (preflight) or SyncJobStartCooldown", body = crate::http::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds until the cooldown ends"))),
+        (status = 413, description = "RequestEntityTooLarge", body = crate::http::openapi::GraphError),
+        (status = 415, description = "UnsupportedMediaType: the body is not application/json", body = crate::http::openapi::GraphError),
+        (status = 422, description = "IdempotencyKeyReused", body = crate::http::openapi::GraphError),
+        (status = 429, description = "TooManyRequests: the caller is over its rate, or Graph throttled", body = crate::http::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds"))),
+        (status = 502, description = "BadGateway: Graph unreachable", body = crate::http::openapi::GraphError),
+        (status = 503, description = "ServiceUnavailable: guard store unreachable, circuit open, or load shed", body = crate::http::openapi::GraphError, headers(("Retry-After" = u64, description = "Whole seconds"))),
+        (status = 504, description = "GatewayTimeout", body = crate::http::openapi::GraphError),
     ),
 )]
 async fn start_identity(
@@ -336,9 +243,10 @@ async fn start_identity(
         let request = build(identity::parse(&body)?, idempotency_key);
         return Ok(render(state.starts.start_detached(caller, request).await?));
     };
-    if items.is_empty() || items.len() > MAX_BATCH {
+    if items.is_empty() || items.len() > batch::MAX_ITEMS {
         return Err(ApiError::bad_request(format!(
-            "The array must hold 1 to {MAX_BATCH} IApplicationsIdentity objects; it holds {}.",
+            "The array must hold 1 to {} IApplicationsIdentity objects; it holds {}.",
+            batch::MAX_ITEMS,
             items.len()
         )));
     }
@@ -386,10 +294,7 @@ async fn start_identity(
             })
         })
         .unzip();
-    let deadline = batch::deadline(
-        context.received,
-        Duration::from_secs(state.config.server.request_timeout_secs),
-    );
+    let deadline = batch::deadline(context.received, state.server.request_timeout());
     let finished = indexes.into_iter().zip(batch::run(runs, deadline).await);
     let outcomes: std::collections::HashMap<usize, Value> = finished
         .map(|(index, outcome)| (index, batch_entry(index, outcome, &context)))
@@ -427,13 +332,13 @@ async fn metrics() -> impl IntoResponse {
 }
 
 /// Process alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Alive", body = crate::openapi::Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Alive", body = crate::http::openapi::Health)))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
 /// Ready: signing keys loaded, the Graph credential can obtain a token, the guard store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready", body = crate::openapi::Ready), (status = 503, description = "Not ready, with the reasons", body = crate::openapi::GraphError, headers(("Retry-After" = u64)))))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready", body = crate::http::openapi::Ready), (status = 503, description = "Not ready, with the reasons", body = crate::http::openapi::GraphError, headers(("Retry-After" = u64)))))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {

@@ -4,13 +4,12 @@ mod connections;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::http::{App, AppState, app};
+use crate::config::Valid;
+use crate::http::{AppState, app};
 
 /// A bound, not yet serving, facade. Tests bind port 0 and read `local_addr`.
 pub struct Server {
@@ -21,9 +20,9 @@ pub struct Server {
 impl Server {
     /// Binds `server.listen` and makes a first attempt to load the signing keys, so that a
     /// server that is up is usually ready too.
-    pub async fn bind(config: Config) -> Result<Self, crate::Error> {
-        let addr = config.listen_addr()?;
-        let state = AppState(Arc::new(App::build(config)?));
+    pub async fn bind(valid: Valid) -> Result<Self, crate::Error> {
+        let addr = valid.config.server.listen;
+        let state = crate::app::build(valid)?;
         let listener = listen(addr)
             .map_err(|e| crate::Error::Startup(format!("cannot listen on {addr}: {e}")))?;
         match tokio::time::timeout(Duration::from_secs(10), state.auth.keys().refresh()).await {
@@ -58,8 +57,8 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let refresher = self.state.auth.keys().spawn_refresher();
-        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
-        let delay = Duration::from_secs(self.state.config.server.shutdown_delay_secs);
+        let grace = Duration::from_secs(self.state.server.shutdown_grace_secs);
+        let delay = Duration::from_secs(self.state.server.shutdown_delay_secs);
         tracing::info!(addr = %self.local_addr(), "syncjob-facade listening");
         let (begun, began) = tokio::sync::oneshot::channel::<()>();
         let state = self.state.clone();
@@ -81,7 +80,7 @@ impl Server {
                 Some(std::time::Instant::now() + grace);
             let _ = begun.send(());
         };
-        let server = &self.state.config.server;
+        let server = &self.state.server;
         let limits = connections::Limits {
             header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(server.idle_timeout_secs),

@@ -166,7 +166,7 @@ async fn managed_identity_on_app_service_and_container_apps_uses_identity_endpoi
         c.graph.credential.client_secret = None;
         // What those platforms put in the environment, picked up as `serve` does.
         let (endpoint, header) = (emulator.identity_endpoint(), emulator.identity_header());
-        c.apply_platform_identity(|name| match name {
+        c.graph.credential.apply_platform(&|name| match name {
             "IDENTITY_ENDPOINT" => Some(endpoint.clone()),
             "IDENTITY_HEADER" => Some(header.clone()),
             _ => None,

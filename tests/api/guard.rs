@@ -34,7 +34,7 @@ impl Backend {
     async fn app(&self, cooldown_secs: u64) -> TestApp {
         let store = self.store.clone();
         spawn_app_with(move |c, _| {
-            c.guard.store = store;
+            c.guard.store = store.into();
             c.guard.cooldown_secs = cooldown_secs;
         })
         .await
@@ -196,12 +196,12 @@ async fn an_invalid_idempotency_key_is_400() {
 /// Two replicas sharing one Redis and one Graph.
 async fn two_replicas(redis: &RedisServer, cooldown_secs: u64) -> (TestApp, TestApp) {
     let first = spawn_app_with(|c, _| {
-        c.guard.store = redis.url();
+        c.guard.store = redis.url().into();
         c.guard.cooldown_secs = cooldown_secs;
     })
     .await;
     let second = spawn_facade(&first.emulator, |c, _| {
-        c.guard.store = redis.url();
+        c.guard.store = redis.url().into();
         c.guard.cooldown_secs = cooldown_secs;
     })
     .await;

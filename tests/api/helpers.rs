@@ -53,12 +53,12 @@ pub async fn spawn_facade(
     let emulator = emulator.clone();
     let mut config =
         Config::from_toml(&emulator.facade_config_toml()).expect("the emulator's settings");
-    config.server.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).to_string();
+    config.server.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     // Tests send bursts from one caller on purpose; the rate limit has its own test.
     config.server.rate_limit_per_minute = 0;
     customize(&mut config, &emulator);
-    config.validate().expect("test configuration is valid");
-    let server = Server::bind(config).await.expect("facade binds");
+    let valid = config.validate().expect("test configuration is valid");
+    let server = Server::bind(valid).await.expect("facade binds");
     let base = format!("http://{}", server.local_addr());
     tokio::spawn(server.run(std::future::pending()));
     // Loopback only; no proxy from the environment may intercept test traffic.

@@ -52,9 +52,10 @@ async fn readyz_is_503_when_the_graph_credential_is_refused() {
 
 #[tokio::test]
 async fn readyz_is_503_while_signing_keys_cannot_be_loaded() {
-    let app =
-        spawn_app_with(|c, _| c.auth.openid_config_url = Some("http://127.0.0.1:9/nothing".into()))
-            .await;
+    let app = spawn_app_with(|c, _| {
+        c.auth.openid_config_url = Some("http://127.0.0.1:9/nothing".parse().unwrap())
+    })
+    .await;
     let response = app
         .http
         .get(format!("{}/readyz", app.base))

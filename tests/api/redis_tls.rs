@@ -11,7 +11,7 @@ use crate::helpers::*;
 use crate::redis::RedisServer;
 
 fn over_tls(c: &mut Config, redis: &RedisServer) {
-    c.guard.store = redis.url();
+    c.guard.store = redis.url().into();
     c.guard.store_ca_file = Some(redis.tls().ca_file());
     c.guard.store_password_file = Some(redis.tls().password_file());
 }
@@ -79,7 +79,7 @@ async fn a_store_whose_certificate_is_not_trusted_fails_closed() {
     };
     // The private CA is not given: the system roots do not trust the server's certificate.
     let app = spawn_app_with(|c, _| {
-        c.guard.store = redis.url();
+        c.guard.store = redis.url().into();
         c.guard.store_password_file = Some(redis.tls().password_file());
     })
     .await;
@@ -156,7 +156,9 @@ fn store_settings_that_cannot_work_are_refused_naming_the_key() {
     let check = |edit: &dyn Fn(&mut Config)| {
         let mut config = Config::default();
         config.auth.issuers = vec![
-            "https://login.microsoftonline.com/8a3c9c1e-6f0b-4b7e-9d55-2f1e7c0a4b13/v2.0".into(),
+            "https://login.microsoftonline.com/8a3c9c1e-6f0b-4b7e-9d55-2f1e7c0a4b13/v2.0"
+                .parse()
+                .unwrap(),
         ];
         config.graph.credential.kind = syncjob_facade::config::CredentialKind::Static;
         config.graph.credential.token = Some(syncjob_facade::config::Secret::new("t"));

@@ -1,5 +1,6 @@
 //! Behaviour pinned down after review: each test fails on the defect it is named after.
 
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use syncjob_emulator::{Fault, GRAPH_AUDIENCE, Operation};
 use syncjob_facade::config::{CredentialKind, Secret};
@@ -12,13 +13,15 @@ fn salesforce() -> String {
 
 #[tokio::test]
 async fn mixed_algorithm_families_still_accept_a_valid_rs256_token() {
-    let app = spawn_app_with(|c, _| c.auth.algorithms = vec!["RS256".into(), "ES256".into()]).await;
+    let app =
+        spawn_app_with(|c, _| c.auth.algorithms = vec![Algorithm::RS256, Algorithm::ES256]).await;
     assert_eq!(app.start_salesforce(&app.admin_token()).await.status(), 204);
 }
 
 #[tokio::test]
 async fn a_ps256_header_over_an_rs256_signature_is_refused_when_both_are_accepted() {
-    let app = spawn_app_with(|c, _| c.auth.algorithms = vec!["RS256".into(), "PS256".into()]).await;
+    let app =
+        spawn_app_with(|c, _| c.auth.algorithms = vec![Algorithm::RS256, Algorithm::PS256]).await;
     let header = json!({"alg": "PS256", "typ": "JWT", "kid": app.emulator.current_kid()});
     let token = app
         .emulator

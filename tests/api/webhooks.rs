@@ -6,6 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use syncjob_emulator::Operation;
 use syncjob_facade::config::{Secret, WebhookConfig, WebhookScheme, WebhookTarget};
+use syncjob_facade::ids::{ApiVersion, JobId, ServicePrincipalId};
 
 use crate::helpers::*;
 
@@ -18,8 +19,8 @@ fn whsec() -> String {
 
 fn target(sp: &str, job: &str) -> WebhookTarget {
     WebhookTarget {
-        service_principal_id: sp.into(),
-        synchronization_job_id: job.into(),
+        service_principal_id: ServicePrincipalId::parse(sp).unwrap(),
+        synchronization_job_id: JobId::parse(job).unwrap(),
     }
 }
 
@@ -36,7 +37,7 @@ fn hook(
         secrets: secrets.into_iter().map(Secret::new).collect(),
         secrets_file: None,
         allow_bearer,
-        api_version: "v1.0".into(),
+        api_version: ApiVersion::V1,
         targets,
     }
 }

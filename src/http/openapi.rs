@@ -133,7 +133,7 @@ impl utoipa::PartialSchema for IdentityArray {
         ArrayBuilder::new()
             .items(RefOr::Ref(Ref::from_schema_name("IdentityObject")))
             .min_items(Some(1))
-            .max_items(Some(crate::http::MAX_BATCH))
+            .max_items(Some(super::batch::MAX_ITEMS))
             .description(Some(
                 "1 to 100 IApplicationsIdentity objects: each is authorised, guarded and audited on its own; the answer is a BatchResponse.",
             ))
