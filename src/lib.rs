@@ -17,6 +17,7 @@ pub mod graph;
 pub mod guard;
 pub mod http;
 pub mod ids;
+pub mod outcome;
 pub mod server;
 pub mod start;
 pub mod telemetry;

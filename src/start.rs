@@ -1,14 +1,14 @@
-//! The start pipeline: authorise → resolve the target → check ownership → idempotency →
-//! cooldown → single flight (preflight → forward) → audit. Every route (Graph-compatible,
-//! identity, batch) runs a start through here, so every start is decided and audited the same
-//! way.
+//! The start pipeline: authorise → resolve the target → check ownership → (whatIf report) →
+//! idempotency → cooldown → single flight (admission → preflight → forward), then the audit,
+//! written once where the pipeline returns. Every route (Graph-compatible, identity, batch,
+//! webhooks) runs a start through here, so every start is decided and audited the same way,
+//! and answers with one [`Outcome`].
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use moka::future::Cache;
 use serde_json::{Value, json};
 
@@ -18,8 +18,9 @@ use crate::auth::Caller;
 use crate::auth::authz::{Grant, Policy};
 use crate::error::ApiError;
 use crate::graph::{Forwarding, GraphClient, Read, UpstreamAnswer};
-use crate::guard::{Guard, IdempotencyKey, Idempotent, JobKey, Outcome, Role};
+use crate::guard::{Flight, Guard, IdempotencyKey, Idempotent, JobKey};
 use crate::ids::{ApiVersion, AppId, JobId, ServicePrincipalId, ServicePrincipalRef};
+use crate::outcome::Outcome;
 
 /// The cmdlet's switches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,18 +44,44 @@ pub struct StartRequest {
     pub route: &'static str,
 }
 
-/// A start's answer that is not a facade error.
-#[derive(Debug)]
-pub enum Answer {
-    /// Graph accepted the start.
-    Started {
-        upstream: UpstreamAnswer,
-        pass_thru: bool,
-    },
-    /// Graph refused or failed; passed through unchanged.
-    Upstream(UpstreamAnswer),
-    /// The `whatIf` report.
-    WhatIf(Value),
+/// A start's answer: the outcome, and whether it is given as `passThru` (a replay keeps the
+/// first answer's shape).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub pass_thru: bool,
+}
+
+/// What the pipeline decided and why, for the audit written at its exit.
+struct Verdict {
+    outcome: Outcome,
+    decision: Decision,
+    reason: String,
+    /// `None`: the request's own switch.
+    pass_thru: Option<bool>,
+}
+
+impl Verdict {
+    fn new(outcome: impl Into<Outcome>, decision: Decision, reason: impl Into<String>) -> Self {
+        Self {
+            outcome: outcome.into(),
+            decision,
+            reason: reason.into(),
+            pass_thru: None,
+        }
+    }
+
+    /// A refusal or failure of the facade's own: 4xx denied, 5xx failed.
+    fn refused(error: ApiError) -> Self {
+        let decision = if error.code == "SyncJobStartCooldown" {
+            Decision::Cooldown
+        } else if error.status.is_server_error() {
+            Decision::Failed
+        } else {
+            Decision::Denied
+        };
+        Self::new(error.clone(), decision, error.message)
+    }
 }
 
 pub struct StartService {
@@ -154,67 +181,6 @@ where
     }
 }
 
-/// What the pipeline learned on the way, for the audit event and the report.
-struct Progress<'a> {
-    request: &'a StartRequest,
-    caller: &'a Caller,
-    resolved: Option<ServicePrincipalId>,
-}
-
-impl Progress<'_> {
-    fn audit(&self, decision: Decision, reason: &str, upstream: Option<&UpstreamAnswer>) {
-        self.record(
-            decision,
-            reason,
-            upstream.map(|u| u.status.as_u16()),
-            upstream.and_then(UpstreamAnswer::request_id),
-        );
-    }
-
-    fn audit_outcome(&self, decision: Decision, reason: &str, outcome: &Outcome) {
-        self.record(
-            decision,
-            reason,
-            Some(outcome.status()),
-            outcome.header("request-id"),
-        );
-    }
-
-    fn record(
-        &self,
-        decision: Decision,
-        reason: &str,
-        upstream_status: Option<u16>,
-        upstream_request_id: Option<&str>,
-    ) {
-        audit::record(&audit::Event {
-            route: self.request.route,
-            caller: self.caller,
-            target: Target {
-                version: self.request.version,
-                requested: &self.request.service_principal,
-                service_principal_id: self.resolved.as_ref().map(ServicePrincipalId::as_str),
-                job_id: &self.request.job,
-            },
-            decision,
-            reason,
-            upstream_status,
-            upstream_request_id,
-            client_request_id: &self.request.forwarding.client_request_id,
-        });
-    }
-
-    fn fail(&self, error: ApiError) -> ApiError {
-        let decision = if error.status.is_server_error() {
-            Decision::Failed
-        } else {
-            Decision::Denied
-        };
-        self.audit(decision, &error.message, None);
-        error
-    }
-}
-
 impl StartService {
     pub fn new(
         graph: GraphClient,
@@ -255,18 +221,17 @@ impl StartService {
     ///
     /// The task is tracked, so that shutdown waits for it (within the grace period), and runs
     /// in the request's span, so that its logs carry the request's ids.
-    pub async fn start_detached(
-        self: &Arc<Self>,
-        caller: Caller,
-        request: StartRequest,
-    ) -> Result<Answer, ApiError> {
+    pub async fn start_detached(self: &Arc<Self>, caller: Caller, request: StartRequest) -> Answer {
         use tracing::Instrument;
         let service = Arc::clone(self);
         let work = async move { service.start(&caller, &request).await };
         self.tasks
             .spawn(work.instrument(tracing::Span::current()))
             .await
-            .map_err(ApiError::internal)?
+            .unwrap_or_else(|error| Answer {
+                outcome: ApiError::internal(error).into(),
+                pass_thru: false,
+            })
     }
 
     /// Starts still running (detached from their callers), for shutdown to wait on.
@@ -274,7 +239,8 @@ impl StartService {
         &self.tasks
     }
 
-    pub async fn start(&self, caller: &Caller, request: &StartRequest) -> Result<Answer, ApiError> {
+    /// Decides one start and writes its audit event.
+    pub async fn start(&self, caller: &Caller, request: &StartRequest) -> Answer {
         // With on-behalf-of, every Graph call of a delegated caller's start acts as the user, so
         // Entra's audit shows the user and Graph enforces the user's directory roles.
         let acting_as_user;
@@ -286,138 +252,147 @@ impl StartService {
         } else {
             request
         };
-        let mut progress = Progress {
-            request,
+        let mut resolved = None;
+        let verdict = self.decide(caller, request, &mut resolved).await;
+        let from_graph = !matches!(
+            verdict.outcome.body,
+            crate::outcome::Body::Error { .. } | crate::outcome::Body::Report { .. }
+        );
+        audit::record(&audit::Event {
+            route: request.route,
             caller,
-            resolved: None,
-        };
-        let grant = self
-            .policy
-            .authorize(caller)
-            .map_err(|e| progress.fail(e))?;
+            target: Target {
+                version: request.version,
+                requested: &request.service_principal,
+                service_principal_id: resolved.as_ref().map(ServicePrincipalId::as_str),
+                job_id: &request.job,
+            },
+            decision: verdict.decision,
+            reason: &verdict.reason,
+            upstream_status: from_graph.then_some(verdict.outcome.status.as_u16()),
+            upstream_request_id: verdict.outcome.request_id(),
+            client_request_id: &request.forwarding.client_request_id,
+        });
+        Answer {
+            pass_thru: verdict.pass_thru.unwrap_or(request.switches.pass_thru),
+            outcome: verdict.outcome,
+        }
+    }
 
+    async fn decide(
+        &self,
+        caller: &Caller,
+        request: &StartRequest,
+        resolved: &mut Option<ServicePrincipalId>,
+    ) -> Verdict {
+        let grant = match self.policy.authorize(caller) {
+            Ok(grant) => grant,
+            Err(error) => return Verdict::refused(error),
+        };
+        let fwd = &request.forwarding;
         let sp = match &request.service_principal {
             ServicePrincipalRef::Id(id) => id.clone(),
-            ServicePrincipalRef::AppId(app_id) => match self
-                .resolve(caller, request.version, app_id, &request.forwarding)
-                .await
-                .map_err(|e| progress.fail(e))?
-            {
-                Read::Found(id) => id,
-                Read::Upstream(answer) => {
-                    progress.audit(
-                        Decision::Failed,
-                        "appId could not be resolved",
-                        Some(&answer),
-                    );
-                    return Ok(Answer::Upstream(answer));
+            ServicePrincipalRef::AppId(app_id) => {
+                match self.resolve(caller, request.version, app_id, fwd).await {
+                    Err(error) => return Verdict::refused(error),
+                    Ok(Read::Upstream(answer)) => {
+                        return Verdict::new(
+                            answer,
+                            Decision::Failed,
+                            "appId could not be resolved",
+                        );
+                    }
+                    Ok(Read::Found(id)) => id,
                 }
-            },
+            }
         };
-        progress.resolved = Some(sp.clone());
-
+        *resolved = Some(sp.clone());
         if let Grant::OwnedBy { permission } = &grant {
-            match self
-                .owners_of(caller, &sp, &request.forwarding)
-                .await
-                .map_err(|e| progress.fail(e))?
-            {
-                Read::Found(owners) if owners.contains(&caller.object_id) => {}
-                Read::Found(_) => {
-                    return Err(progress.fail(ApiError::forbidden(format!(
+            match self.owners_of(caller, &sp, fwd).await {
+                Err(error) => return Verdict::refused(error),
+                Ok(Read::Upstream(answer)) => {
+                    return Verdict::new(answer, Decision::Failed, "owners could not be read");
+                }
+                Ok(Read::Found(owners)) if owners.contains(&caller.object_id) => {}
+                Ok(Read::Found(_)) => {
+                    return Verdict::refused(ApiError::forbidden(format!(
                         "Insufficient privileges: with {permission} an application may start jobs only of service principals it owns; {} is not an owner of service principal {sp}.",
                         caller.object_id
-                    ))));
-                }
-                Read::Upstream(answer) => {
-                    progress.audit(Decision::Failed, "owners could not be read", Some(&answer));
-                    return Ok(Answer::Upstream(answer));
+                    )));
                 }
             }
         }
-
         let job = JobKey::new(&sp, &request.job);
         if request.switches.what_if {
-            return self.what_if(&progress, &sp, &job, &grant).await;
+            return self.what_if(caller, request, &sp, &job, &grant).await;
         }
         let scope = format!("{}/{}", caller.tenant_id, caller.object_id);
-        if let Some(key) = &request.idempotency_key
-            && let Idempotent::Replay(outcome, pass_thru) = self
-                .guard
-                .begin_idempotent(&scope, key, &job)
-                .await
-                .map_err(|e| progress.fail(e))?
-        {
-            progress.audit_outcome(
-                Decision::Replayed,
-                "Idempotency-Key replay: nothing sent",
-                &outcome,
-            );
-            return outcome_answer(outcome, pass_thru, true);
+        let Some(key) = &request.idempotency_key else {
+            return self.guarded(caller, request, &sp, &job).await;
+        };
+        match self.guard.begin_idempotent(&scope, key, &job).await {
+            Err(error) => Verdict::refused(error),
+            Ok(Idempotent::Replay(outcome, pass_thru)) => Verdict {
+                pass_thru: Some(pass_thru),
+                ..Verdict::new(
+                    outcome.replayed(),
+                    Decision::Replayed,
+                    "Idempotency-Key replay: nothing sent",
+                )
+            },
+            Ok(Idempotent::Fresh) => {
+                let verdict = self.guarded(caller, request, &sp, &job).await;
+                self.guard
+                    .finish_idempotent(
+                        &scope,
+                        key,
+                        &job,
+                        &verdict.outcome,
+                        request.switches.pass_thru,
+                    )
+                    .await;
+                verdict
+            }
         }
-        let outcome = self.guarded(&progress, &sp, &job).await;
-        if let Some(key) = &request.idempotency_key {
-            self.guard
-                .finish_idempotent(&scope, key, &job, &outcome, request.switches.pass_thru)
-                .await;
-        }
-        outcome_answer(outcome, request.switches.pass_thru, false)
     }
 
     /// Cooldown, then one flight for all concurrent starts of the job.
     async fn guarded(
         &self,
-        progress: &Progress<'_>,
+        caller: &Caller,
+        request: &StartRequest,
         sp: &ServicePrincipalId,
         job: &JobKey,
-    ) -> Outcome {
-        let request = progress.request;
+    ) -> Verdict {
         match self.guard.cooldown_remaining(job).await {
-            Err(error) => return Outcome::from_error(&progress.fail(error)),
+            Err(error) => return Verdict::refused(error),
             Ok(Some(remaining)) => {
-                let error = self.guard.cooldown_error(&request.job, remaining);
-                progress.audit(Decision::Cooldown, &error.message, None);
-                return Outcome::from_error(&error);
+                return Verdict::refused(self.guard.cooldown_error(&request.job, remaining));
             }
             Ok(None) => {}
         }
-        let mut flight = self
-            .guard
-            .single_flight(job, &request.job, self.forward(progress, sp))
-            .await;
+        let fly = || {
+            self.guard
+                .single_flight(job, &request.job, self.forward(caller, request, sp))
+        };
+        let mut flight = fly().await;
         // A forced start that joined a non-forced flight refused as Active runs its own flight.
         if request.switches.force
-            && let Ok((Outcome::Error { code, .. }, Role::Coalesced)) = &flight
-            && code == "SyncJobAlreadyActive"
+            && let Ok(Flight::Joined(outcome)) = &flight
+            && outcome.error_code() == Some("SyncJobAlreadyActive")
         {
-            flight = self
-                .guard
-                .single_flight(job, &request.job, self.forward(progress, sp))
-                .await;
+            flight = fly().await;
         }
         match flight {
-            Ok((outcome, Role::Leader)) => outcome,
-            Ok((outcome, Role::Coalesced)) => {
-                progress.audit_outcome(
-                    Decision::Coalesced,
-                    "shared the outcome of a concurrent start of the same job",
-                    &outcome,
-                );
-                outcome
-            }
-            Err(error) => {
-                // The cooldown, this caller's rate limit (declined before anything was sent),
-                // or a failure of the guard store or of another replica's flight.
-                let decision = if error.code == "SyncJobStartCooldown" {
-                    Decision::Cooldown
-                } else if error.status.is_client_error() {
-                    Decision::Denied
-                } else {
-                    Decision::Failed
-                };
-                progress.audit(decision, &error.message, None);
-                Outcome::from_error(&error)
-            }
+            Ok(Flight::Led(outcome, (decision, reason))) => Verdict::new(outcome, decision, reason),
+            Ok(Flight::Joined(outcome)) => Verdict::new(
+                outcome,
+                Decision::Coalesced,
+                "shared the outcome of a concurrent start of the same job",
+            ),
+            // The cooldown (another replica's start), this caller's rate limit (declined
+            // before anything was sent), or a failure of the guard store.
+            Err(error) => Verdict::refused(error),
         }
     }
 
@@ -426,56 +401,52 @@ impl StartService {
     /// flight's.
     async fn forward(
         &self,
-        progress: &Progress<'_>,
+        caller: &Caller,
+        request: &StartRequest,
         sp: &ServicePrincipalId,
-    ) -> Result<Outcome, ApiError> {
-        let _place = self.admission.admit_start(progress.caller)?;
-        Ok(self.preflight_and_start(progress, sp).await)
-    }
-
-    async fn preflight_and_start(
-        &self,
-        progress: &Progress<'_>,
-        sp: &ServicePrincipalId,
-    ) -> Outcome {
-        let request = progress.request;
+    ) -> Result<(Outcome, (Decision, String)), ApiError> {
+        let _place = self.admission.admit_start(caller)?;
+        let refused = |error: ApiError| {
+            let Verdict {
+                outcome,
+                decision,
+                reason,
+                ..
+            } = Verdict::refused(error);
+            (outcome, (decision, reason))
+        };
         match self.preflight_status(request, sp).await {
-            Err(error) => return Outcome::from_error(&progress.fail(error)),
+            Err(error) => return Ok(refused(error)),
             Ok(Err(answer)) => {
-                progress.audit(
-                    Decision::Failed,
-                    "preflight read of the job failed",
-                    Some(&answer),
-                );
-                return upstream_outcome(answer);
+                return Ok((
+                    answer.into(),
+                    (Decision::Failed, "preflight read of the job failed".into()),
+                ));
             }
             Ok(Ok(status)) => {
                 if let Some(refusal) = active_refusal(request, status.as_deref()) {
-                    progress.audit(Decision::Active, &refusal.message, None);
-                    return Outcome::from_error(&refusal);
+                    let reason = refusal.message.clone();
+                    return Ok((refusal.into(), (Decision::Active, reason)));
                 }
             }
         }
-        match self
-            .graph
-            .start(request.version, sp, &request.job, &request.forwarding)
-            .await
-        {
-            Err(error) => Outcome::from_error(&progress.fail(error)),
-            Ok(upstream) => {
-                let accepted = upstream.status.is_success();
-                progress.audit(
-                    Decision::Forwarded,
-                    if accepted {
+        Ok(
+            match self
+                .graph
+                .start(request.version, sp, &request.job, &request.forwarding)
+                .await
+            {
+                Err(error) => refused(error),
+                Ok(upstream) => {
+                    let reason = if upstream.status.is_success() {
                         "started"
                     } else {
                         "Graph refused the start"
-                    },
-                    Some(&upstream),
-                );
-                upstream_outcome(upstream)
-            }
-        }
+                    };
+                    (upstream.into(), (Decision::Forwarded, reason.into()))
+                }
+            },
+        )
     }
 
     /// The job's status when preflight is on; Graph's answer when the read failed.
@@ -502,57 +473,45 @@ impl StartService {
     /// The `whatIf` report: decided as a real start would be, nothing sent.
     async fn what_if(
         &self,
-        progress: &Progress<'_>,
+        caller: &Caller,
+        request: &StartRequest,
         sp: &ServicePrincipalId,
         job: &JobKey,
         grant: &Grant,
-    ) -> Result<Answer, ApiError> {
-        let request = progress.request;
-        if self.preflight {
-            // The preflight read reaches Graph.
-            self.admission
-                .charge(progress.caller)
-                .map_err(|e| progress.fail(e))?;
-        }
-        let status = match self
-            .preflight_status(request, sp)
-            .await
-            .map_err(|e| progress.fail(e))?
+    ) -> Verdict {
+        // The preflight read reaches Graph.
+        if self.preflight
+            && let Err(error) = self.admission.charge(caller)
         {
-            Ok(status) => status,
-            Err(answer) => {
-                progress.audit(
-                    Decision::Failed,
-                    "preflight read of the job failed",
-                    Some(&answer),
-                );
-                return Ok(Answer::Upstream(answer));
+            return Verdict::refused(error);
+        }
+        let status = match self.preflight_status(request, sp).await {
+            Err(error) => return Verdict::refused(error),
+            Ok(Err(answer)) => {
+                return Verdict::new(answer, Decision::Failed, "preflight read of the job failed");
             }
+            Ok(Ok(status)) => status,
         };
-        let cooldown = self
-            .guard
-            .cooldown_remaining(job)
-            .await
-            .map_err(|e| progress.fail(e))?;
+        let cooldown = match self.guard.cooldown_remaining(job).await {
+            Err(error) => return Verdict::refused(error),
+            Ok(cooldown) => cooldown,
+        };
         let refusal = cooldown
             .map(|left| self.guard.cooldown_error(&request.job, left))
             .or_else(|| active_refusal(request, status.as_deref()));
+        let reason = refusal
+            .as_ref()
+            .map_or("whatIf: would start".to_owned(), |r| r.message.clone());
         let report = self.report(
-            progress,
+            caller,
+            request,
             sp,
             grant,
             status.as_deref(),
             cooldown,
             refusal.as_ref(),
         );
-        progress.audit(
-            Decision::WhatIf,
-            refusal
-                .as_ref()
-                .map_or("whatIf: would start", |r| r.message.as_str()),
-            None,
-        );
-        Ok(Answer::WhatIf(report))
+        Verdict::new(Outcome::report(report), Decision::WhatIf, reason)
     }
 
     async fn resolve(
@@ -589,16 +548,17 @@ impl StartService {
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn report(
         &self,
-        progress: &Progress<'_>,
+        caller: &Caller,
+        request: &StartRequest,
         sp: &ServicePrincipalId,
         grant: &Grant,
         status: Option<&str>,
         cooldown: Option<Duration>,
         refusal: Option<&ApiError>,
     ) -> Value {
-        let request = progress.request;
         let app_id = match &request.service_principal {
             ServicePrincipalRef::AppId(app_id) => Some(app_id.as_str()),
             ServicePrincipalRef::Id(_) => None,
@@ -616,7 +576,7 @@ impl StartService {
                 "method": "POST",
                 "url": self.graph.start_url(request.version, sp, &request.job).as_str(),
             },
-            "caller": progress.caller,
+            "caller": caller,
             "authorization": {
                 "decision": "allowed",
                 "grant": grant,
@@ -648,97 +608,4 @@ fn active_refusal(request: &StartRequest, status: Option<&str>) -> Option<ApiErr
             request.job
         ),
     ))
-}
-
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect()
-}
-
-fn header_map(pairs: &[(String, String)]) -> HeaderMap {
-    pairs
-        .iter()
-        .filter_map(|(n, v)| {
-            Some((
-                HeaderName::from_bytes(n.as_bytes()).ok()?,
-                HeaderValue::from_str(v).ok()?,
-            ))
-        })
-        .collect()
-}
-
-fn upstream_outcome(upstream: UpstreamAnswer) -> Outcome {
-    let headers = header_pairs(&upstream.headers);
-    if upstream.status.is_success() {
-        Outcome::Started {
-            status: upstream.status.as_u16(),
-            headers,
-        }
-    } else {
-        Outcome::Upstream {
-            status: upstream.status.as_u16(),
-            headers,
-            body: String::from_utf8_lossy(&upstream.body).into_owned(),
-        }
-    }
-}
-
-/// An outcome as this request's answer; a replayed one says so in `Idempotent-Replayed`.
-fn outcome_answer(outcome: Outcome, pass_thru: bool, replayed: bool) -> Result<Answer, ApiError> {
-    let replay_header = |mut headers: HeaderMap| {
-        if replayed {
-            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-        }
-        headers
-    };
-    let status = |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-    match outcome {
-        Outcome::Started {
-            status: code,
-            headers,
-        } => Ok(Answer::Started {
-            upstream: UpstreamAnswer {
-                status: status(code),
-                headers: replay_header(header_map(&headers)),
-                body: Bytes::new(),
-            },
-            pass_thru,
-        }),
-        Outcome::Upstream {
-            status: code,
-            headers,
-            body,
-        } => Ok(Answer::Upstream(UpstreamAnswer {
-            status: status(code),
-            headers: replay_header(header_map(&headers)),
-            body: Bytes::from(body),
-        })),
-        Outcome::Error {
-            status: code,
-            code: error_code,
-            message,
-            headers,
-        } => {
-            let mut error = ApiError::new(status(code), error_code, message);
-            for (name, value) in replay_header(header_map(&headers)).iter() {
-                error = error.with_header(name.clone(), value.clone());
-            }
-            Err(error)
-        }
-    }
-}
-
-impl Answer {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Started {
-                pass_thru: true, ..
-            }
-            | Self::WhatIf(_) => StatusCode::OK,
-            Self::Started { .. } => StatusCode::NO_CONTENT,
-            Self::Upstream(upstream) => upstream.status,
-        }
-    }
 }

@@ -13,6 +13,7 @@ use sha2::Sha256;
 
 use crate::error::ApiError;
 use crate::ids::{ApiVersion, JobId, ServicePrincipalId};
+use crate::outcome::{Body, Outcome};
 use crate::values::{Problems, Secret};
 
 /// How a webhook sender signs.
@@ -311,43 +312,36 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// One target's line of the 202 summary.
-pub fn summary_entry(
-    sp: &str,
-    job: &str,
-    outcome: Result<(u16, Option<String>), ApiError>,
-    upstream_error: Option<Value>,
-) -> (Value, bool) {
+pub fn summary_entry(sp: &str, job: &str, outcome: &Outcome) -> (Value, bool) {
     let mut entry = json!({ "servicePrincipalId": sp, "synchronizationJobId": job });
+    let status = outcome.status.as_u16();
     // Whether a redelivery should run this target again.
-    let mut retriable = false;
-    match outcome {
-        Ok((status, request_id)) if (200..300).contains(&status) => {
+    let retriable = outcome.status.is_server_error() || status == 429;
+    entry["status"] = status.into();
+    match &outcome.body {
+        Body::Started => {
             entry["outcome"] = "started".into();
-            entry["status"] = status.into();
-            entry["requestId"] = request_id.into();
+            entry["requestId"] = outcome.request_id().into();
         }
-        Ok((status, request_id)) => {
+        Body::Graph { text } => {
             entry["outcome"] = "failed".into();
-            entry["status"] = status.into();
-            entry["requestId"] = request_id.into();
-            entry["error"] = upstream_error
+            entry["requestId"] = outcome.request_id().into();
+            entry["error"] = serde_json::from_str::<Value>(text)
+                .ok()
                 .and_then(|e| e.get("error").cloned())
                 .unwrap_or(Value::Null);
-            retriable = status >= 500 || status == 429;
         }
-        Err(error) if error.status == StatusCode::CONFLICT => {
+        Body::Error { code, message } if status == 409 => {
             entry["outcome"] = "suppressed".into();
-            entry["status"] = 409.into();
-            entry["reason"] = error.code.as_ref().into();
-            entry["message"] = error.message.into();
+            entry["reason"] = code.as_str().into();
+            entry["message"] = message.as_str().into();
         }
-        Err(error) => {
-            retriable =
-                error.status.is_server_error() || error.status == StatusCode::TOO_MANY_REQUESTS;
+        Body::Error { code, message } => {
             entry["outcome"] = "failed".into();
-            entry["status"] = error.status.as_u16().into();
-            entry["error"] = json!({"code": error.code, "message": error.message});
+            entry["error"] = json!({"code": code, "message": message});
         }
+        // Hooks never ask whatIf.
+        Body::Report { .. } => entry["outcome"] = "failed".into(),
     }
     (entry, retriable)
 }

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::ids::{JobId, ServicePrincipalId};
+use crate::outcome::Outcome;
 use store::{Store, StoreError};
 
 /// How long an idempotency key is remembered.
@@ -69,99 +70,28 @@ impl IdempotencyKey {
     }
 }
 
-/// The outcome of a start, as shared between coalesced requests and replayed for an
-/// idempotency key. Rendering (204 or passThru) is left to each request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Outcome {
-    /// Graph accepted the start.
-    Started {
-        status: u16,
-        headers: Vec<(String, String)>,
-    },
-    /// Graph's own error, passed through.
-    Upstream {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: String,
-    },
-    /// The facade's error (preflight refusal, cooldown, Graph unreachable, ...).
-    Error {
-        status: u16,
-        code: String,
-        message: String,
-        headers: Vec<(String, String)>,
-    },
-}
-
-impl Outcome {
-    pub fn from_error(error: &ApiError) -> Self {
-        Self::Error {
-            status: error.status.as_u16(),
-            code: error.code.to_string(),
-            message: error.message.clone(),
-            headers: error
-                .headers
-                .iter()
-                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                .collect(),
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let (Self::Started { headers, .. }
-        | Self::Upstream { headers, .. }
-        | Self::Error { headers, .. }) = self;
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Started { status, .. }
-            | Self::Upstream { status, .. }
-            | Self::Error { status, .. } => *status,
-        }
-    }
-
-    /// Answers worth replaying: not the ones a retry may cure (5xx, throttling).
-    fn is_final(&self) -> bool {
-        match self {
-            Self::Started { .. } => true,
-            Self::Upstream { status, .. } => *status < 500 && *status != 429,
-            // Guard refusals (409), throttling and failures end; the key must not keep them.
-            Self::Error { status, .. } => *status < 500 && !matches!(*status, 409 | 429),
-        }
-    }
-}
-
-/// How a request took part in a flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// This request ran the start.
-    Leader,
+/// How a request took part in a flight, with the outcome every request of it shares.
+pub enum Flight<T> {
+    /// This request ran the start; `T` is what its work reported besides the outcome.
+    Led(Outcome, T),
     /// This request shared another's outcome.
-    Coalesced,
+    Joined(Outcome),
 }
 
-/// How a flight ended for the request that asked.
-enum Flight {
-    /// With an outcome that every request of the flight shares.
-    Shared(Outcome, Role),
+/// How a flight ended across replicas for the request that asked.
+enum Crossed<T> {
+    Flight(Flight<T>),
     /// The leader's work declined for its own request alone.
     Declined(ApiError),
 }
 
-/// How the leader's work ended: the outcome and whether the lease must be kept (the start
-/// happened but its cooldown could not be recorded), or declined.
-enum Led {
-    Ran(Outcome, bool),
+/// How the leader's work ended: the outcome, its report, and whether the lease must be kept
+/// (the start happened but its cooldown could not be recorded); or declined.
+enum Led<T> {
+    Ran(Outcome, T, bool),
     Declined(ApiError),
 }
 
-/// What an `Idempotency-Key` found.
 /// A kept answer: the outcome and the shape it was first answered in.
 #[derive(Serialize, Deserialize)]
 struct Replayed {
@@ -169,6 +99,7 @@ struct Replayed {
     pass_thru: bool,
 }
 
+/// What an `Idempotency-Key` found.
 pub enum Idempotent {
     /// First use: run, then `finish`.
     Fresh,
@@ -264,12 +195,12 @@ impl Guard {
     /// `start` answers `Ok` with the outcome every request of the flight shares, or `Err` when
     /// it declined for its own request alone (that caller's rate limit, no place to run): then
     /// nothing is shared, and the requests that waited on it try again, one of them leading.
-    pub async fn single_flight(
+    pub async fn single_flight<T>(
         &self,
         job: &JobKey,
         job_id: &JobId,
-        start: impl Future<Output = Result<Outcome, ApiError>>,
-    ) -> Result<(Outcome, Role), ApiError> {
+        start: impl Future<Output = Result<(Outcome, T), ApiError>>,
+    ) -> Result<Flight<T>, ApiError> {
         let sender = loop {
             let existing = {
                 let mut local = self.local.lock().expect("flight table");
@@ -286,30 +217,30 @@ impl Guard {
                 // The leader sends before leaving the table, unless it declined (or panicked):
                 // then the channel closes empty and this request tries again.
                 if let Ok(outcome) = receiver.wait_for(Option::is_some).await {
-                    return Ok(((**outcome.as_ref().expect("some")).clone(), Role::Coalesced));
+                    return Ok(Flight::Joined((**outcome.as_ref().expect("some")).clone()));
                 }
             }
         };
         let _leaving = LeaveTable { guard: self, job };
         let shared = match self.across_replicas(job, job_id, start).await {
-            Ok(Flight::Shared(outcome, role)) => Ok((outcome, role)),
-            Ok(Flight::Declined(error)) => return Err(error),
+            Ok(Crossed::Flight(flight)) => Ok(flight),
+            Ok(Crossed::Declined(error)) => return Err(error),
             Err(error) => Err(error),
         };
         let outcome = match &shared {
-            Ok((outcome, _)) => outcome.clone(),
-            Err(error) => Outcome::from_error(error),
+            Ok(Flight::Led(outcome, _) | Flight::Joined(outcome)) => outcome.clone(),
+            Err(error) => Outcome::from(error.clone()),
         };
         let _ = sender.send(Some(Arc::new(outcome)));
         shared
     }
 
-    async fn across_replicas(
+    async fn across_replicas<T>(
         &self,
         job: &JobKey,
         job_id: &JobId,
-        start: impl Future<Output = Result<Outcome, ApiError>>,
-    ) -> Result<Flight, ApiError> {
+        start: impl Future<Output = Result<(Outcome, T), ApiError>>,
+    ) -> Result<Crossed<T>, ApiError> {
         let lease_key = format!("lease:{}", job.0);
         let flight = uuid::Uuid::new_v4().to_string();
         let deadline = Instant::now() + self.wait_bound;
@@ -323,13 +254,13 @@ impl Guard {
                 let led = self.lead(job, job_id, &flight, start).await;
                 // A started job whose cooldown could not be recorded keeps its lease until it
                 // expires: a shorter cooldown, rather than none.
-                let keep_lease = matches!(led, Ok(Led::Ran(_, true)));
+                let keep_lease = matches!(led, Ok(Led::Ran(_, _, true)));
                 if !keep_lease && let Err(error) = self.state.delete_if(&lease_key, &flight).await {
                     tracing::warn!(%error, "could not release a flight lease; it expires by itself");
                 }
                 return led.map(|led| match led {
-                    Led::Ran(outcome, _) => Flight::Shared(outcome, Role::Leader),
-                    Led::Declined(error) => Flight::Declined(error),
+                    Led::Ran(outcome, report, _) => Crossed::Flight(Flight::Led(outcome, report)),
+                    Led::Declined(error) => Crossed::Declined(error),
                 });
             }
             let Some(holder) = self.state.get(&lease_key).await.map_err(unavailable)? else {
@@ -343,7 +274,7 @@ impl Guard {
                     .map_err(unavailable)?
                 {
                     let outcome = serde_json::from_str(&text).map_err(ApiError::internal)?;
-                    return Ok(Flight::Shared(outcome, Role::Coalesced));
+                    return Ok(Crossed::Flight(Flight::Joined(outcome)));
                 }
                 if self
                     .state
@@ -360,10 +291,9 @@ impl Guard {
                         .await
                         .map_err(unavailable)?
                     {
-                        return Ok(Flight::Shared(
+                        return Ok(Crossed::Flight(Flight::Joined(
                             serde_json::from_str(&text).map_err(ApiError::internal)?,
-                            Role::Coalesced,
-                        ));
+                        )));
                     }
                     break;
                 }
@@ -381,25 +311,25 @@ impl Guard {
     }
 
     /// The flight's work, run by the lease holder.
-    async fn lead(
+    async fn lead<T>(
         &self,
         job: &JobKey,
         job_id: &JobId,
         flight: &str,
-        start: impl Future<Output = Result<Outcome, ApiError>>,
-    ) -> Result<Led, ApiError> {
+        start: impl Future<Output = Result<(Outcome, T), ApiError>>,
+    ) -> Result<Led<T>, ApiError> {
         // Another replica may have finished a start between this request's first cooldown
         // check and taking the lease.
         if let Some(remaining) = self.cooldown_remaining(job).await? {
             return Err(self.cooldown_error(job_id, remaining));
         }
         // `start` is lazy: nothing of it has run before this await.
-        let outcome = match start.await {
-            Ok(outcome) => outcome,
+        let (outcome, report) = match start.await {
+            Ok(done) => done,
             // Nothing to share: the lease is released and waiting replicas try again.
             Err(declined) => return Ok(Led::Declined(declined)),
         };
-        let started = matches!(outcome, Outcome::Started { .. });
+        let started = outcome.started();
         let mut cooldown_missing = false;
         if started
             && !self.cooldown.is_zero()
@@ -420,7 +350,7 @@ impl Guard {
         {
             tracing::warn!(%error, "could not share a flight outcome; waiting replicas will time out");
         }
-        Ok(Led::Ran(outcome, cooldown_missing))
+        Ok(Led::Ran(outcome, report, cooldown_missing))
     }
 
     fn idempotency_key(scope: &str, key: &str) -> String {

@@ -33,13 +33,13 @@ pub fn deadline(received: std::time::Instant, request_timeout: Duration) -> Inst
 }
 
 /// Runs `starts` and returns one answer per start, in their order.
-pub async fn run<F>(starts: Vec<F>, deadline: Instant) -> Vec<Result<Answer, ApiError>>
+pub async fn run<F>(starts: Vec<F>, deadline: Instant) -> Vec<Answer>
 where
-    F: Future<Output = Result<Answer, ApiError>>,
+    F: Future<Output = Answer>,
 {
     let begun: Arc<Vec<AtomicBool>> =
         Arc::new(starts.iter().map(|_| AtomicBool::new(false)).collect());
-    let mut answers: Vec<Option<Result<Answer, ApiError>>> = starts.iter().map(|_| None).collect();
+    let mut answers: Vec<Option<Answer>> = starts.iter().map(|_| None).collect();
     let runs = starts.into_iter().enumerate().map(|(index, start)| {
         let begun = Arc::clone(&begun);
         async move {
@@ -67,7 +67,7 @@ where
         .enumerate()
         .map(|(index, answer)| {
             answer.unwrap_or_else(|| {
-                Err(if begun[index].load(Ordering::Relaxed) {
+                let error = if begun[index].load(Ordering::Relaxed) {
                     ApiError::gateway_timeout(
                         "This start did not finish within the request's time. It may still complete: read the job's status before starting it again.",
                     )
@@ -75,7 +75,11 @@ where
                     ApiError::gateway_timeout(
                         "Not started: the request's time ran out before this item's turn. Nothing was sent for it; send it again.",
                     )
-                })
+                };
+                Answer {
+                    outcome: error.into(),
+                    pass_thru: false,
+                }
             })
         })
         .collect()
@@ -85,13 +89,16 @@ where
 mod tests {
     use super::*;
 
-    fn answer() -> Result<Answer, ApiError> {
-        Ok(Answer::WhatIf(serde_json::Value::Null))
+    fn answer() -> Answer {
+        Answer {
+            outcome: crate::outcome::Outcome::report(serde_json::Value::Null),
+            pass_thru: false,
+        }
     }
 
     #[tokio::test]
     async fn finished_starts_keep_their_answers_and_the_rest_get_their_own_504() {
-        type Start = std::pin::Pin<Box<dyn Future<Output = Result<Answer, ApiError>>>>;
+        type Start = std::pin::Pin<Box<dyn Future<Output = Answer>>>;
         let mut starts: Vec<Start> = Vec::new();
         // Item 0 never finishes, 1..=9 finish at once, 10..=19 never finish: with 8 at a time,
         // 0 and 10..=16 are running at the deadline and 17..=19 have not begun.
@@ -104,8 +111,11 @@ mod tests {
         }
         let answers = run(starts, Instant::now() + Duration::from_millis(200)).await;
         assert_eq!(answers.len(), 20);
-        assert!(answers[1..10].iter().all(Result::is_ok));
-        let message = |i: usize| answers[i].as_ref().unwrap_err().message.clone();
+        assert!(answers[1..10].iter().all(|a| a.outcome.status == 200));
+        let message = |i: usize| match &answers[i].outcome.body {
+            crate::outcome::Body::Error { message, .. } => message.clone(),
+            other => panic!("{other:?}"),
+        };
         assert!(message(0).contains("may still complete"));
         assert!(message(10).contains("may still complete"));
         assert!(message(16).contains("may still complete"));
@@ -114,8 +124,8 @@ mod tests {
         assert!(
             answers
                 .iter()
-                .filter_map(|a| a.as_ref().err())
-                .all(|e| e.status == 504)
+                .filter(|a| a.outcome.error_code().is_some())
+                .all(|a| a.outcome.status == 504)
         );
     }
 }

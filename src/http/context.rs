@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorInfo};
+use crate::outcome::FromGraph;
 
 /// Ids of one request.
 #[derive(Debug, Clone)]
@@ -24,10 +25,6 @@ pub struct RequestContext {
     /// When the request arrived: the request timeout counts from here.
     pub received: std::time::Instant,
 }
-
-/// Marks a response that is Graph's answer, passed through: its body is left as Graph sent it.
-#[derive(Debug, Clone, Copy)]
-pub struct FromGraph;
 
 /// A caller's `client-request-id` is used when it is a reasonable header value; anything else is
 /// replaced, as when it is absent.

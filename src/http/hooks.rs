@@ -4,14 +4,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::AppState;
 use crate::auth::{Caller, CallerKind};
 use crate::error::ApiError;
 use crate::graph::Forwarding;
 use crate::ids::ServicePrincipalRef;
-use crate::start::{Answer, StartRequest, Switches};
+use crate::start::{StartRequest, Switches};
 use crate::values::Secret;
 use crate::webhooks;
 use crate::webhooks::WebhookConfig;
@@ -139,32 +139,10 @@ pub async fn deliver(
     let mut results = Vec::with_capacity(answers.len());
     let mut retriable = false;
     for (target, answer) in hook.targets.iter().zip(answers) {
-        let (outcome, upstream_error) = match answer {
-            Ok(Answer::Started { upstream, .. }) => (
-                Ok((
-                    upstream.status.as_u16(),
-                    upstream.request_id().map(str::to_owned),
-                )),
-                None,
-            ),
-            Ok(Answer::Upstream(upstream)) => {
-                let error = serde_json::from_slice::<Value>(&upstream.body).ok();
-                (
-                    Ok((
-                        upstream.status.as_u16(),
-                        upstream.request_id().map(str::to_owned),
-                    )),
-                    error,
-                )
-            }
-            Ok(Answer::WhatIf(_)) => unreachable!("hooks never ask whatIf"),
-            Err(error) => (Err(error), None),
-        };
         let (entry, again) = webhooks::summary_entry(
             target.service_principal_id.as_str(),
             target.synchronization_job_id.as_str(),
-            outcome,
-            upstream_error,
+            &answer.outcome,
         );
         retriable |= again;
         results.push(entry);

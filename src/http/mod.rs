@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
+use axum::http::{HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
@@ -32,8 +31,9 @@ use crate::graph::Forwarding;
 use crate::guard::IdempotencyKey;
 use crate::http::openapi::BearerScheme;
 use crate::ids::ApiVersion;
+use crate::outcome::Outcome;
 use crate::start::{Answer, StartRequest, StartService};
-use context::{FromGraph, RequestContext};
+use context::RequestContext;
 use extract::{IdempotencyHeader, JsonBody, StartQuery};
 
 /// Shared state of the service.
@@ -173,8 +173,8 @@ async fn start_graph(
         idempotency_key: idempotency?.0,
         route: "graph",
     };
-    let answer = state.starts.start_detached(caller, request).await?;
-    Ok(render(answer))
+    let answer = state.starts.start_detached(caller, request).await;
+    Ok(answer.outcome.into_response(answer.pass_thru))
 }
 
 /// Starts synchronization jobs named by IApplicationsIdentity objects (the cmdlet's `-InputObject`).
@@ -241,7 +241,8 @@ async fn start_identity(
         };
     let Value::Array(items) = &body else {
         let request = build(identity::parse(&body)?, idempotency_key);
-        return Ok(render(state.starts.start_detached(caller, request).await?));
+        let answer = state.starts.start_detached(caller, request).await;
+        return Ok(answer.outcome.into_response(answer.pass_thru));
     };
     if items.is_empty() || items.len() > batch::MAX_ITEMS {
         return Err(ApiError::bad_request(format!(
@@ -296,19 +297,22 @@ async fn start_identity(
         .unzip();
     let deadline = batch::deadline(context.received, state.server.request_timeout());
     let finished = indexes.into_iter().zip(batch::run(runs, deadline).await);
-    let outcomes: std::collections::HashMap<usize, Value> = finished
-        .map(|(index, outcome)| (index, batch_entry(index, outcome, &context)))
-        .collect();
+    let ids = (
+        context.request_id.as_str(),
+        context.client_request_id.as_str(),
+    );
+    let answers: std::collections::HashMap<usize, Answer> = finished.collect();
     let responses: Vec<Value> = parsed
         .into_iter()
         .enumerate()
         .map(|(index, item)| match item {
-            Err(error) => batch_entry(index, Err(error), &context),
+            Err(error) => Outcome::from(error).batch_entry(index, false, ids),
             Ok(_) => {
-                let first = firsts[index];
-                let mut entry = outcomes.get(&first).cloned().unwrap_or(Value::Null);
-                entry["id"] = Value::String(index.to_string());
-                entry
+                let first = &answers[&firsts[index]];
+                first
+                    .outcome
+                    .clone()
+                    .batch_entry(index, first.pass_thru, ids)
             }
         })
         .collect();
@@ -366,93 +370,4 @@ async fn readyz(State(state): State<AppState>) -> Response {
         ApiError::service_unavailable(format!("Not ready: {}.", problems.join("; ")), 5)
             .into_response()
     }
-}
-
-/// A pipeline answer as an HTTP response.
-fn render(answer: Answer) -> Response {
-    let status = answer.status();
-    match answer {
-        Answer::Started {
-            upstream,
-            pass_thru,
-        } => {
-            let mut headers = upstream.headers;
-            headers.remove(header::CONTENT_TYPE);
-            if pass_thru {
-                (status, headers, axum::Json(json!({"value": true}))).into_response()
-            } else {
-                (status, headers).into_response()
-            }
-        }
-        Answer::WhatIf(report) => (status, axum::Json(report)).into_response(),
-        Answer::Upstream(upstream) => {
-            let mut response =
-                (status, upstream.headers, Body::from(upstream.body)).into_response();
-            response.extensions_mut().insert(FromGraph);
-            response
-        }
-    }
-}
-
-/// One entry of a batch answer, in Graph's JSON-batching shape.
-fn batch_entry(index: usize, outcome: Result<Answer, ApiError>, context: &RequestContext) -> Value {
-    let id = index.to_string();
-    match outcome {
-        Err(error) => {
-            let mut headers: serde_json::Map<String, Value> = error
-                .headers
-                .iter()
-                .filter_map(|(n, v)| {
-                    Some((
-                        n.as_str().to_owned(),
-                        Value::String(v.to_str().ok()?.to_owned()),
-                    ))
-                })
-                .collect();
-            headers.insert("Content-Type".into(), "application/json".into());
-            json!({"id": id, "status": error.status.as_u16(), "headers": headers, "body": error.body(&context.request_id, &context.client_request_id)})
-        }
-        Ok(answer) => {
-            let status = answer.status().as_u16();
-            match answer {
-                Answer::Started {
-                    upstream,
-                    pass_thru,
-                } => {
-                    let mut entry = json!({"id": id, "status": status, "headers": header_object(&without_content_type(upstream.headers))});
-                    if pass_thru {
-                        entry["body"] = json!({"value": true});
-                    }
-                    entry
-                }
-                Answer::WhatIf(report) => {
-                    json!({"id": id, "status": status, "headers": {"Content-Type": "application/json"}, "body": report})
-                }
-                Answer::Upstream(upstream) => {
-                    let body =
-                        serde_json::from_slice::<Value>(&upstream.body).unwrap_or_else(|_| {
-                            Value::String(String::from_utf8_lossy(&upstream.body).into_owned())
-                        });
-                    json!({"id": id, "status": status, "headers": header_object(&upstream.headers), "body": body})
-                }
-            }
-        }
-    }
-}
-
-fn without_content_type(mut headers: HeaderMap) -> HeaderMap {
-    headers.remove(header::CONTENT_TYPE);
-    headers
-}
-
-fn header_object(headers: &HeaderMap) -> serde_json::Map<String, Value> {
-    headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((
-                name.as_str().to_owned(),
-                Value::String(value.to_str().ok()?.to_owned()),
-            ))
-        })
-        .collect()
 }
