@@ -158,11 +158,7 @@ impl KeyStore {
             let algorithm = jwk
                 .common
                 .key_algorithm
-                .and_then(|alg| serde_json::to_value(alg).ok())
-                .and_then(|alg| {
-                    alg.as_str()
-                        .and_then(|a| a.parse::<jsonwebtoken::Algorithm>().ok())
-                });
+                .and_then(|alg| jsonwebtoken::Algorithm::try_from(alg).ok());
             if let Ok(key) = DecodingKey::from_jwk(&jwk) {
                 keys.insert(kid, SigningKey { key, algorithm });
             }

@@ -470,7 +470,7 @@ fn backoff(attempt: u32) -> Duration {
     let base = 200u64
         .saturating_mul(1 << attempt.min(5).saturating_sub(1))
         .min(5_000);
-    let jitter = (uuid::Uuid::new_v4().as_u128() % (base as u128 / 2 + 1)) as u64;
+    let jitter = fastrand::u64(0..=base / 2);
     Duration::from_millis(base - base / 4 + jitter)
 }
 

@@ -167,12 +167,16 @@ impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        // `application/json` and `application/*+json`, parameters (charset) aside.
         let is_json = request
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<mime_essence::Essence>().ok())
-            .is_some_and(|essence| essence.is_json());
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| {
+                m.type_() == mime::APPLICATION
+                    && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+            });
         if !is_json {
             return Err(ApiError::unsupported_media_type(
                 "The request body must be application/json.",
@@ -269,37 +273,6 @@ mod strict {
                 object.insert(key, value);
             }
             Ok(Value::Object(object))
-        }
-    }
-}
-
-/// The essence of a media type (`type/subtype`, parameters dropped).
-mod mime_essence {
-    pub struct Essence(String);
-
-    impl std::str::FromStr for Essence {
-        type Err = ();
-
-        fn from_str(text: &str) -> Result<Self, ()> {
-            let essence = text
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            if essence.contains('/') {
-                Ok(Self(essence))
-            } else {
-                Err(())
-            }
-        }
-    }
-
-    impl Essence {
-        /// `application/json` and `application/*+json`.
-        pub fn is_json(&self) -> bool {
-            self.0 == "application/json"
-                || (self.0.starts_with("application/") && self.0.ends_with("+json"))
         }
     }
 }
