@@ -141,7 +141,6 @@ mod tests {
             scopes: vec!["Synchronization.ReadWrite.All".into()],
             roles: vec![],
             directory_roles: vec![],
-            token: crate::values::Secret::new("t"),
         };
         let sp = ServicePrincipalId::parse("2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d").unwrap();
         let job = JobId::parse("salesforce.1").unwrap();

@@ -1,8 +1,12 @@
 //! syncjob-facade: one authenticated, authorised, audited HTTP endpoint that starts Microsoft
 //! Entra provisioning jobs through Microsoft Graph.
 //!
-//! Data flows one way: `http` (parse, authenticate) → `auth::authz` (authorise) → `start`
-//! (preflight, forward) → `graph` → answer → `audit`.
+//! A request flows one way: `server` accepts the connection; `http` parses the route, the
+//! switches and the ids and authenticates the caller (`auth`); the `start` pipeline authorises
+//! (`auth::authz`), resolves the target, asks the `guard` (idempotency, cooldown, single
+//! flight), takes `admission` (rate limit, places) when it leads a flight, reads and starts the
+//! job through `graph`, and returns one `outcome`, which it has recorded in the `audit`; `http`
+//! renders it. `config` and `app` build all of it once at start-up. ARCHITECTURE.md is the map.
 
 #![forbid(unsafe_code)]
 

@@ -246,7 +246,7 @@ impl StartService {
         let acting_as_user;
         let request = if self.on_behalf_of && caller.kind == crate::auth::CallerKind::Delegated {
             let mut as_user = request.clone();
-            as_user.forwarding.on_behalf_of = Some(caller.token.clone());
+            as_user.forwarding.on_behalf_of = as_user.forwarding.caller_token.clone();
             acting_as_user = as_user;
             &acting_as_user
         } else {

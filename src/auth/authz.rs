@@ -138,7 +138,6 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             roles: roles.iter().map(|s| s.to_string()).collect(),
             directory_roles: wids.iter().map(|s| s.to_string()).collect(),
-            token: crate::values::Secret::new("t"),
         }
     }
 

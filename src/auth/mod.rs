@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::values::{Secret, SecureUrl};
+use crate::values::SecureUrl;
 use config::AuthConfig;
 use keys::{KeySource, KeyStore};
 
@@ -42,7 +42,9 @@ impl CallerKind {
     }
 }
 
-/// An authenticated caller. Holds no token: nothing downstream can leak it.
+/// An authenticated caller: who it is and what its token allows. Holds no token, so nothing
+/// that holds a caller can leak one (on-behalf-of takes the token from the request's
+/// forwarding instead).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Caller {
@@ -57,9 +59,6 @@ pub struct Caller {
     pub roles: Vec<String>,
     #[serde(skip)]
     pub directory_roles: Vec<String>,
-    /// The validated token itself, kept only for on-behalf-of; never serialised or printed.
-    #[serde(skip)]
-    pub token: Secret,
 }
 
 /// The claims the facade reads; `exp`, `nbf`, `iss`, `aud` are checked by `Validation`.
@@ -190,10 +189,10 @@ impl Authenticator {
                     _ => "The token could not be validated.".to_owned(),
                 })
             })?;
-        self.caller_from(data.claims, token)
+        self.caller_from(data.claims)
     }
 
-    fn caller_from(&self, claims: Claims, token: &str) -> Result<Caller, ApiError> {
+    fn caller_from(&self, claims: Claims) -> Result<Caller, ApiError> {
         let tenant_id = claims
             .tid
             .map(|t| t.to_ascii_lowercase())
@@ -256,7 +255,6 @@ impl Authenticator {
                 .into_iter()
                 .map(|w| w.to_ascii_lowercase())
                 .collect(),
-            token: Secret::new(token),
         })
     }
 }

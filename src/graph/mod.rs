@@ -52,6 +52,9 @@ pub struct Forwarding {
     /// With on-behalf-of: the delegated caller's token, exchanged for a Graph token acting as
     /// the user. None: the facade's own credential.
     pub on_behalf_of: Option<Secret>,
+    /// The caller's bearer token, as it came; the pipeline makes it `on_behalf_of` when the
+    /// start is to act as a delegated caller. Never logged or serialised.
+    pub caller_token: Option<Secret>,
 }
 
 pub struct GraphClient {

@@ -92,6 +92,20 @@ enum Led<T> {
     Declined(ApiError),
 }
 
+/// What claiming an idempotency key (or a webhook delivery id) found.
+enum Claim<T> {
+    /// Nobody held it: this request runs, then settles it.
+    Fresh,
+    /// Answered before: this is the answer.
+    Answered(T),
+    /// Held for another target (another job, another hook).
+    OtherTarget,
+    /// Still held by a request in progress after the wait.
+    InProgress,
+    /// The store failed.
+    Failed(ApiError),
+}
+
 /// A kept answer: the outcome and the shape it was first answered in.
 #[derive(Serialize, Deserialize)]
 struct Replayed {
@@ -371,21 +385,26 @@ impl Guard {
         key: &IdempotencyKey,
         job: &JobKey,
     ) -> Result<Idempotent, ApiError> {
-        let claimed = self.claim(&Self::idempotency_key(scope, &key.0), &job.0).await.map_err(|reused| {
-            if reused {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "IdempotencyKeyReused",
-                    "This Idempotency-Key was already used for another synchronization job; use a new key for a new start.",
-                )
-            } else {
-                ApiError::conflict("IdempotencyKeyInProgress", "A request with this Idempotency-Key is still in progress; retry later.").with_retry_after(1)
+        match self
+            .claim(&Self::idempotency_key(scope, &key.0), &job.0)
+            .await
+        {
+            Claim::Fresh => Ok(Idempotent::Fresh),
+            Claim::Answered(Replayed { outcome, pass_thru }) => {
+                Ok(Idempotent::Replay(outcome, pass_thru))
             }
-        });
-        Ok(match claimed?? {
-            Some(Replayed { outcome, pass_thru }) => Idempotent::Replay(outcome, pass_thru),
-            None => Idempotent::Fresh,
-        })
+            Claim::OtherTarget => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IdempotencyKeyReused",
+                "This Idempotency-Key was already used for another synchronization job; use a new key for a new start.",
+            )),
+            Claim::InProgress => Err(ApiError::conflict(
+                "IdempotencyKeyInProgress",
+                "A request with this Idempotency-Key is still in progress; retry later.",
+            )
+            .with_retry_after(1)),
+            Claim::Failed(error) => Err(error),
+        }
     }
 
     /// Records the answer for a claimed key; answers a retry may cure release the key instead.
@@ -416,20 +435,17 @@ impl Guard {
         hook: &str,
         delivery_id: &str,
     ) -> Result<Option<serde_json::Value>, ApiError> {
-        let claimed = self
-            .claim(
-                &Self::idempotency_key(&format!("hook:{hook}"), delivery_id),
-                hook,
+        let key = Self::idempotency_key(&format!("hook:{hook}"), delivery_id);
+        match self.claim(&key, hook).await {
+            Claim::Fresh => Ok(None),
+            Claim::Answered(answer) => Ok(Some(answer)),
+            Claim::OtherTarget | Claim::InProgress => Err(ApiError::conflict(
+                "DeliveryInProgress",
+                "This delivery is still being processed; it is answered once.",
             )
-            .await
-            .map_err(|_| {
-                ApiError::conflict(
-                    "DeliveryInProgress",
-                    "This delivery is still being processed; it is answered once.",
-                )
-                .with_retry_after(1)
-            });
-        claimed?
+            .with_retry_after(1)),
+            Claim::Failed(error) => Err(error),
+        }
     }
 
     /// Records a delivery's answer; `None` forgets the delivery so that a redelivery runs again.
@@ -447,14 +463,13 @@ impl Guard {
         .await;
     }
 
-    /// Claims `store_key` for `target`: `Ok(Ok(None))` when fresh, `Ok(Ok(Some(answer)))` when
-    /// answered before, `Ok(Err(true))` when claimed for another target, `Ok(Err(false))` when
-    /// still in progress after the wait bound.
+    /// Claims `store_key` for `target`, waiting (up to the caller's request timeout) while
+    /// another request holds it for the same target.
     async fn claim<T: serde::de::DeserializeOwned + Serialize>(
         &self,
         store_key: &str,
         target: &str,
-    ) -> Result<Result<Option<T>, ApiError>, bool> {
+    ) -> Claim<T> {
         let claim = serde_json::to_string(&IdempotencyRecord::<T> {
             target: target.to_owned(),
             outcome: None,
@@ -463,27 +478,27 @@ impl Guard {
         let deadline = Instant::now() + self.reply_wait;
         loop {
             match self.replies.set_nx(store_key, &claim, self.lease_ttl).await {
-                Err(error) => return Ok(Err(unavailable(error))),
-                Ok(true) => return Ok(Ok(None)),
+                Err(error) => return Claim::Failed(unavailable(error)),
+                Ok(true) => return Claim::Fresh,
                 Ok(false) => {}
             }
             let text = match self.replies.get(store_key).await {
-                Err(error) => return Ok(Err(unavailable(error))),
+                Err(error) => return Claim::Failed(unavailable(error)),
                 Ok(None) => continue,
                 Ok(Some(text)) => text,
             };
             let record: IdempotencyRecord<T> = match serde_json::from_str(&text) {
                 Ok(record) => record,
-                Err(error) => return Ok(Err(ApiError::internal(error))),
+                Err(error) => return Claim::Failed(ApiError::internal(error)),
             };
             if record.target != target {
-                return Err(true);
+                return Claim::OtherTarget;
             }
             if let Some(outcome) = record.outcome {
-                return Ok(Ok(Some(outcome)));
+                return Claim::Answered(outcome);
             }
             if Instant::now() >= deadline {
-                return Err(false);
+                return Claim::InProgress;
             }
             tokio::time::sleep(POLL).await;
         }

@@ -17,6 +17,16 @@ use crate::guard::IdempotencyKey;
 use crate::ids::ApiVersion;
 use crate::start::Switches;
 
+/// The bearer token of the `Authorization` header, if it names one.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let text = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = text.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -135,6 +145,7 @@ impl FromRequestParts<AppState> for Forwarding {
             client_request_id: context.client_request_id,
             headers,
             on_behalf_of: None,
+            caller_token: bearer(&parts.headers).map(crate::values::Secret::new),
         })
     }
 }

@@ -12,7 +12,6 @@ use crate::error::ApiError;
 use crate::graph::Forwarding;
 use crate::ids::ServicePrincipalRef;
 use crate::start::{StartRequest, Switches};
-use crate::values::Secret;
 use crate::webhooks;
 use crate::webhooks::WebhookConfig;
 
@@ -28,7 +27,6 @@ fn hook_caller(hook: &WebhookConfig, delivery_id: &str) -> Caller {
         scopes: Vec::new(),
         roles: Vec::new(),
         directory_roles: Vec::new(),
-        token: Secret::new(""),
     }
 }
 
