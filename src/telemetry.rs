@@ -143,6 +143,23 @@ pub const FAMILIES: &[Family] = &[
 /// The `operation` label of Graph calls.
 pub const GRAPH_OPERATIONS: &[&str] = &["start", "get_job", "owners", "resolve_app_id"];
 
+/// A log writer that keeps what is written, for tests that read log lines.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Longest caller-chosen value written into a log line, in characters.
 pub const LOGGED_VALUE_MAX: usize = 256;
 
