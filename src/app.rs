@@ -10,10 +10,12 @@ use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::auth::authz::Policy;
 use crate::config::Valid;
+use crate::directory::Directory;
 use crate::graph::GraphClient;
 use crate::guard::Guard;
 use crate::guard::store::Store;
 use crate::http::{App, AppState};
+use crate::reads::{ReadCache, ReadService};
 use crate::start::StartService;
 
 /// Builds the service's state from a checked configuration.
@@ -27,24 +29,46 @@ pub fn build(valid: Valid) -> Result<AppState, crate::Error> {
     } = valid;
     let http = outbound_client(config.graph.timeout_secs, graph.proxy)?;
     let auth = Authenticator::new(&config.auth, http.clone());
-    let policy = Policy::new(&config.auth, config.graph.on_behalf_of);
-    let guard = build_guard(&config, redis)?;
+    let policy = || Policy::new(&config.auth, config.graph.on_behalf_of);
+    let (guard, read_store) = build_guard(&config, redis)?;
+    let guard = Arc::new(guard);
     let server = &config.server;
+    let graph_client = Arc::new(GraphClient::new(&config.graph, graph.credential, http));
+    let admission = Arc::new(Admission::new(
+        server.rate_limit_per_minute,
+        server.rate_limit_burst,
+        server.max_concurrent_starts,
+    ));
+    let directory = Arc::new(Directory::new(
+        Arc::clone(&graph_client),
+        Arc::clone(&admission),
+    ));
+    let read_cache = Arc::new(ReadCache::new(
+        read_store,
+        Duration::from_secs(config.reads.cache_secs),
+    ));
+    let reads = ReadService::new(
+        Arc::clone(&graph_client),
+        policy(),
+        Arc::clone(&directory),
+        Arc::clone(&guard),
+        Arc::clone(&admission),
+        Arc::clone(&read_cache),
+    );
     let starts = Arc::new(StartService::new(
-        GraphClient::new(&config.graph, graph.credential, http),
-        policy,
+        graph_client,
+        policy(),
         guard,
-        Admission::new(
-            server.rate_limit_per_minute,
-            server.rate_limit_burst,
-            server.max_concurrent_starts,
-        ),
+        admission,
+        directory,
+        read_cache,
         config.guard.preflight,
         config.graph.on_behalf_of,
     ));
     Ok(AppState(Arc::new(App {
         auth,
         starts,
+        reads,
         forward_headers: graph.forward_headers,
         hooks: config.webhooks,
         server: config.server,
@@ -52,13 +76,14 @@ pub fn build(valid: Valid) -> Result<AppState, crate::Error> {
     })))
 }
 
-/// The guard and its store. With Redis, flights, cooldowns and idempotency records are shared by
-/// every replica; in memory, idempotency records get a bounded table of their own so that a
-/// flood of keys cannot evict cooldowns.
+/// The guard and its store, and the store of the job-read cache. With Redis, flights, cooldowns,
+/// idempotency records and cached reads are shared by every replica; in memory, idempotency
+/// records and cached reads get bounded tables of their own so that a flood of keys cannot evict
+/// cooldowns.
 fn build_guard(
     config: &crate::config::Config,
     redis: crate::guard::store::RedisOptions,
-) -> Result<Guard, crate::Error> {
+) -> Result<(Guard, Store), crate::Error> {
     let open = || {
         Store::open_with(
             &config.guard.store,
@@ -68,18 +93,19 @@ fn build_guard(
         .map_err(|e| crate::Error::Startup(e.to_string()))
     };
     let state = open()?;
-    let (cooldowns, replies) = match state {
-        Store::Memory(_) => (open()?, open()?),
-        Store::Redis(_) => (state.clone(), state.clone()),
+    let (cooldowns, replies, reads) = match state {
+        Store::Memory(_) => (open()?, open()?, open()?),
+        Store::Redis(_) => (state.clone(), state.clone(), state.clone()),
     };
-    Ok(Guard::new(
+    let guard = Guard::new(
         state,
         cooldowns,
         replies,
         config.guard.cooldown(),
         config.graph.flight_bound(),
         config.server.request_timeout(),
-    ))
+    );
+    Ok((guard, reads))
 }
 
 /// The one HTTP client for Entra and Graph. Redirects are not followed: a bearer token must

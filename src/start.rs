@@ -4,23 +4,22 @@
 //! webhooks) runs a start through here, so every start is decided and audited the same way,
 //! and answers with one [`Outcome`].
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use moka::future::Cache;
 use serde_json::{Value, json};
 
 use crate::admission::Admission;
 use crate::audit::{self, Decision, Target};
 use crate::auth::Caller;
 use crate::auth::authz::{Grant, Policy};
+use crate::directory::Directory;
 use crate::error::ApiError;
 use crate::graph::{Forwarding, GraphClient, Read, UpstreamAnswer};
 use crate::guard::{Flight, Guard, IdempotencyKey, Idempotent, JobKey};
-use crate::ids::{ApiVersion, AppId, JobId, ServicePrincipalId, ServicePrincipalRef};
+use crate::ids::{ApiVersion, JobId, ServicePrincipalId, ServicePrincipalRef};
 use crate::outcome::Outcome;
+use crate::reads::ReadCache;
 
 /// The cmdlet's switches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,108 +84,31 @@ impl Verdict {
 }
 
 pub struct StartService {
-    graph: GraphClient,
+    graph: Arc<GraphClient>,
     policy: Policy,
-    guard: Guard,
+    guard: Arc<Guard>,
     /// Charges callers for what reaches Graph; places for starts running.
-    admission: Admission,
+    admission: Arc<Admission>,
+    /// The cached job reads, dropped when a start is forwarded.
+    reads: Arc<ReadCache>,
     preflight: bool,
     /// Delegated callers' starts go to Graph as the user (on-behalf-of).
     on_behalf_of: bool,
     /// Every start in flight.
     tasks: tokio_util::task::TaskTracker,
-    /// appId → service principal object id; directory ids do not change.
-    app_ids: Lookups<AppId, ServicePrincipalId>,
-    /// service principal → owner object ids, briefly, so bursts do not re-read them.
-    owners: Lookups<ServicePrincipalId, Arc<Vec<String>>>,
-}
-
-/// How long Graph's 404 for a lookup is kept: a burst naming a missing service principal
-/// costs one Graph call, and one created a moment later is found soon after.
-const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
-
-/// A directory lookup cache: concurrent misses of one key share one Graph call, and its answer
-/// is kept (a found value for the cache's lifetime, Graph's 404 for `NOT_FOUND_TTL`). Other
-/// answers of Graph (throttling, failures) are shared by the waiters of that call, not kept.
-struct Lookups<K, V> {
-    cache: Cache<K, Read<V>>,
-}
-
-/// A lookup answer that is shared with concurrent waiters but not kept.
-enum Unkept {
-    Upstream(UpstreamAnswer),
-    Failed(ApiError),
-}
-
-struct LookupExpiry {
-    found: Duration,
-}
-
-impl<K, V> moka::Expiry<K, Read<V>> for LookupExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &K,
-        value: &Read<V>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(match value {
-            Read::Found(_) => self.found,
-            Read::Upstream(_) => NOT_FOUND_TTL,
-        })
-    }
-}
-
-impl<K, V> Lookups<K, V>
-where
-    K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    fn new(found: Duration) -> Self {
-        Self {
-            cache: Cache::builder()
-                .max_capacity(10_000)
-                .expire_after(LookupExpiry { found })
-                .build(),
-        }
-    }
-
-    /// The cached answer, or `load`'s: a miss is charged to `caller` before Graph is asked.
-    async fn get(
-        &self,
-        key: K,
-        caller: &Caller,
-        admission: &Admission,
-        load: impl Future<Output = Result<Read<V>, ApiError>>,
-    ) -> Result<Read<V>, ApiError> {
-        if let Some(hit) = self.cache.get(&key).await {
-            return Ok(hit);
-        }
-        admission.charge(caller)?;
-        let loaded = self
-            .cache
-            .try_get_with(key, async {
-                match load.await {
-                    Ok(Read::Upstream(answer)) if answer.status != StatusCode::NOT_FOUND => {
-                        Err(Unkept::Upstream(answer))
-                    }
-                    Ok(read) => Ok(read),
-                    Err(error) => Err(Unkept::Failed(error)),
-                }
-            })
-            .await;
-        loaded.or_else(|unkept| match &*unkept {
-            Unkept::Upstream(answer) => Ok(Read::Upstream(answer.clone())),
-            Unkept::Failed(error) => Err(error.clone()),
-        })
-    }
+    /// appId resolution and owners, cached and shared with the job reads.
+    directory: Arc<Directory>,
 }
 
 impl StartService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        graph: GraphClient,
+        graph: Arc<GraphClient>,
         policy: Policy,
-        guard: Guard,
-        admission: Admission,
+        guard: Arc<Guard>,
+        admission: Arc<Admission>,
+        directory: Arc<Directory>,
+        reads: Arc<ReadCache>,
         preflight: bool,
         on_behalf_of: bool,
     ) -> Self {
@@ -195,11 +117,11 @@ impl StartService {
             policy,
             guard,
             admission,
+            directory,
+            reads,
             preflight,
             on_behalf_of,
             tasks: tokio_util::task::TaskTracker::new(),
-            app_ids: Lookups::new(Duration::from_secs(600)),
-            owners: Lookups::new(Duration::from_secs(60)),
         }
     }
 
@@ -293,7 +215,11 @@ impl StartService {
         let sp = match &request.service_principal {
             ServicePrincipalRef::Id(id) => id.clone(),
             ServicePrincipalRef::AppId(app_id) => {
-                match self.resolve(caller, request.version, app_id, fwd).await {
+                match self
+                    .directory
+                    .resolve(caller, request.version, app_id, fwd)
+                    .await
+                {
                     Err(error) => return Verdict::refused(error),
                     Ok(Read::Upstream(answer)) => {
                         return Verdict::new(
@@ -308,7 +234,7 @@ impl StartService {
         };
         *resolved = Some(sp.clone());
         if let Grant::OwnedBy { permission } = &grant {
-            match self.owners_of(caller, &sp, fwd).await {
+            match self.directory.owners_of(caller, &sp, fwd).await {
                 Err(error) => return Verdict::refused(error),
                 Ok(Read::Upstream(answer)) => {
                     return Verdict::new(answer, Decision::Failed, "owners could not be read");
@@ -438,7 +364,17 @@ impl StartService {
             {
                 Err(error) => refused(error),
                 Ok(upstream) => {
+                    // The job's cached reads no longer say what Graph would.
+                    self.reads.invalidate(sp, &request.job).await;
                     let reason = if upstream.status.is_success() {
+                        let who = caller
+                            .name
+                            .as_deref()
+                            .or(caller.app_id.as_deref())
+                            .unwrap_or(&caller.object_id);
+                        self.guard
+                            .record_last_start(&JobKey::new(sp, &request.job), who)
+                            .await;
                         "started"
                     } else {
                         "Graph refused the start"
@@ -512,40 +448,6 @@ impl StartService {
             refusal.as_ref(),
         );
         Verdict::new(Outcome::report(report), Decision::WhatIf, reason)
-    }
-
-    async fn resolve(
-        &self,
-        caller: &Caller,
-        version: ApiVersion,
-        app_id: &AppId,
-        fwd: &Forwarding,
-    ) -> Result<Read<ServicePrincipalId>, ApiError> {
-        self.app_ids
-            .get(
-                app_id.clone(),
-                caller,
-                &self.admission,
-                self.graph.resolve_app_id(version, app_id, fwd),
-            )
-            .await
-    }
-
-    async fn owners_of(
-        &self,
-        caller: &Caller,
-        sp: &ServicePrincipalId,
-        fwd: &Forwarding,
-    ) -> Result<Read<Arc<Vec<String>>>, ApiError> {
-        let load = async {
-            Ok(match self.graph.owners(sp, fwd).await? {
-                Read::Found(owners) => Read::Found(Arc::new(owners)),
-                Read::Upstream(answer) => Read::Upstream(answer),
-            })
-        };
-        self.owners
-            .get(sp.clone(), caller, &self.admission, load)
-            .await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -20,6 +20,7 @@ pub const GUARD_STORE_ERRORS: &str = "syncjob_guard_store_errors_total";
 pub const WEBHOOK_DELIVERIES: &str = "syncjob_webhook_deliveries_total";
 pub const RATE_LIMITED: &str = "syncjob_rate_limited_total";
 pub const LOAD_SHED: &str = "syncjob_load_shed_total";
+pub const JOB_READS: &str = "syncjob_job_reads_total";
 pub const CONNECTIONS_OPEN: &str = "syncjob_http_connections_open";
 pub const CONNECTIONS_CLOSED: &str = "syncjob_http_connections_closed_total";
 
@@ -129,6 +130,11 @@ pub const FAMILIES: &[Family] = &[
         labels: &[],
     },
     Family {
+        name: JOB_READS,
+        kind: "counter",
+        labels: &[("cache", Some(&["hit", "miss", "off"]))],
+    },
+    Family {
         name: CONNECTIONS_OPEN,
         kind: "gauge",
         labels: &[],
@@ -141,7 +147,8 @@ pub const FAMILIES: &[Family] = &[
 ];
 
 /// The `operation` label of Graph calls.
-pub const GRAPH_OPERATIONS: &[&str] = &["start", "get_job", "owners", "resolve_app_id"];
+pub const GRAPH_OPERATIONS: &[&str] =
+    &["start", "get_job", "owners", "resolve_app_id", "list_jobs"];
 
 /// A log writer that keeps what is written, for tests that read log lines.
 #[cfg(test)]
@@ -251,6 +258,10 @@ fn describe() {
         "Requests refused by the per-caller rate limit"
     );
     describe_counter!(LOAD_SHED, "Requests shed by the global concurrency limit");
+    describe_counter!(
+        JOB_READS,
+        "Job reads answered, by cache: hit (no Graph call), miss (one Graph call), off"
+    );
     describe_gauge!(CONNECTIONS_OPEN, "Client connections open");
     describe_counter!(
         CONNECTIONS_CLOSED,

@@ -21,6 +21,9 @@ use super::{
 };
 
 const SYNC_READ_WRITE: &str = "Synchronization.ReadWrite.All";
+const SYNC_READ: &str = "Synchronization.Read.All";
+/// Global Reader may read synchronization jobs, not start them.
+const GLOBAL_READER: &str = "f2ef992c-3afb-46b9-b7cf-a126ee74c451";
 const OWNED_BY: &str = "Application.ReadWrite.OwnedBy";
 const DIRECTORY_READERS: [&str; 5] = [
     "Application.Read.All",
@@ -200,6 +203,8 @@ struct Route {
     version: String,
     target: Target,
     job_id: Option<String>,
+    /// The `$select` query option, on reads.
+    select: Option<String>,
 }
 
 impl Route {
@@ -242,6 +247,7 @@ fn parse(path: &str) -> Result<Route, GraphError> {
     let op = match (&target, lower.as_slice()) {
         (Target::AppId(_), []) => Operation::ResolveAppId,
         (_, ["owners"]) => Operation::Owners,
+        (_, ["synchronization", "jobs"]) => Operation::ListJobs,
         (_, ["synchronization", "jobs", _]) => Operation::GetJob,
         (
             _,
@@ -268,6 +274,7 @@ fn parse(path: &str) -> Result<Route, GraphError> {
         version,
         target,
         job_id,
+        select: None,
     })
 }
 
@@ -302,10 +309,17 @@ pub(crate) async fn dispatch(
 ) -> Response {
     let (parts, _body) = request.into_parts();
     let ctx = Ctx::new(&parts.headers);
-    let route = match parse(parts.uri.path()) {
+    let mut route = match parse(parts.uri.path()) {
         Ok(route) => route,
         Err(error) => return ctx.error(error),
     };
+    route.select = parts.uri.query().and_then(|query| {
+        query.split('&').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (percent_decode_str(name).decode_utf8_lossy() == "$select")
+                .then(|| percent_decode_str(value).decode_utf8_lossy().into_owned())
+        })
+    });
     if parts.method != route.method() {
         let mut response = ctx.error(GraphError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -387,6 +401,26 @@ fn answer(
             let owners: Vec<Value> = sp.owners.iter().map(|id| owner_json(emu, id)).collect();
             Ok(ctx.ok(json!({"@odata.context": context("directoryObjects"), "value": owners})))
         }
+        Operation::ListJobs => {
+            let jobs: Vec<Value> = sp
+                .jobs
+                .iter()
+                .map(|job| {
+                    let status = emu.job_status(&sp.id, &job.id).unwrap_or_default();
+                    let mut value = job_json(
+                        None,
+                        &job.id,
+                        &job.template_id,
+                        &status,
+                        emu.last_start(&sp.id, &job.id),
+                    );
+                    select(&mut value, route.select.as_deref());
+                    value
+                })
+                .collect();
+            let fragment = format!("servicePrincipals('{}')/synchronization/jobs", sp.id);
+            Ok(ctx.ok(json!({"@odata.context": context(&fragment), "value": jobs})))
+        }
         Operation::GetJob | Operation::Start | Operation::Pause => {
             let job_id = route.job_id.as_deref().unwrap_or_default();
             let status = emu.job_status(&sp.id, job_id).ok_or_else(|| {
@@ -396,7 +430,7 @@ fn answer(
                     format!("The synchronization job '{job_id}' was not found for service principal '{}'.", sp.id),
                 )
             })?;
-            job_action(emu, ctx, route.op, sp, job_id, &status, context)
+            job_action(emu, ctx, route, sp, job_id, &status, context)
         }
         Operation::Token | Operation::Jwks | Operation::Discovery => {
             unreachable!("Graph routes never parse to Entra operations")
@@ -407,12 +441,13 @@ fn answer(
 fn job_action(
     emu: &Emulator,
     ctx: &Ctx,
-    op: Operation,
+    route: &Route,
     sp: &SeedServicePrincipal,
     job_id: &str,
     status: &str,
     context: impl Fn(&str) -> String,
 ) -> Result<Response, GraphError> {
+    let op = route.op;
     if op == Operation::GetJob {
         let template_id = sp
             .jobs
@@ -423,7 +458,15 @@ fn job_action(
             "servicePrincipals('{}')/synchronization/jobs/$entity",
             sp.id
         );
-        return Ok(ctx.ok(job_json(&context(&fragment), job_id, template_id, status)));
+        let mut job = job_json(
+            Some(&context(&fragment)),
+            job_id,
+            template_id,
+            status,
+            emu.last_start(&sp.id, job_id),
+        );
+        select(&mut job, route.select.as_deref());
+        return Ok(ctx.ok(job));
     }
     if status == "NotConfigured" {
         return Err(GraphError::new(
@@ -438,6 +481,9 @@ fn job_action(
         "Paused"
     };
     emu.try_set_job_status(&sp.id, job_id, next);
+    if op == Operation::Start {
+        emu.record_start(&sp.id, job_id);
+    }
     Ok(ctx.respond(StatusCode::NO_CONTENT, None))
 }
 
@@ -498,22 +544,28 @@ fn authorize(op: Operation, claims: &Value, sp: &SeedServicePrincipal) -> Result
         claims.get("idtyp").and_then(Value::as_str) == Some("app") || claims.get("scp").is_none();
     let granted = if is_app { list("roles") } else { list("scp") };
     let has = |name: &str| granted.iter().any(|g| g.eq_ignore_ascii_case(name));
+    let oid = claims
+        .get("oid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let owner = || has(OWNED_BY) && sp.owners.iter().any(|o| o.eq_ignore_ascii_case(oid));
+    let wids = list("wids");
+    let has_role = |roles: &[&str]| {
+        wids.iter()
+            .any(|w| roles.contains(&w.to_ascii_lowercase().as_str()))
+    };
     let allowed = match op {
-        Operation::Start | Operation::Pause | Operation::GetJob if is_app => {
-            let oid = claims
-                .get("oid")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            has(SYNC_READ_WRITE)
-                || (has(OWNED_BY) && sp.owners.iter().any(|o| o.eq_ignore_ascii_case(oid)))
+        // Reads: Graph's Synchronization.Read.All or ReadWrite.All; a delegated reader needs a
+        // start role or Global Reader.
+        Operation::GetJob | Operation::ListJobs if is_app => {
+            has(SYNC_READ) || has(SYNC_READ_WRITE) || owner()
         }
-        Operation::Start | Operation::Pause | Operation::GetJob => {
-            let wids = list("wids");
-            has(SYNC_READ_WRITE)
-                && wids
-                    .iter()
-                    .any(|w| SYNC_ADMIN_ROLES.contains(&w.to_ascii_lowercase().as_str()))
+        Operation::GetJob | Operation::ListJobs => {
+            (has(SYNC_READ) || has(SYNC_READ_WRITE))
+                && (has_role(&SYNC_ADMIN_ROLES) || has_role(&[GLOBAL_READER]))
         }
+        Operation::Start | Operation::Pause if is_app => has(SYNC_READ_WRITE) || owner(),
+        Operation::Start | Operation::Pause => has(SYNC_READ_WRITE) && has_role(&SYNC_ADMIN_ROLES),
         _ => DIRECTORY_READERS.iter().any(|name| has(name)),
     };
     if allowed {
@@ -540,9 +592,33 @@ fn owner_json(emu: &Emulator, id: &str) -> Value {
     json!({"@odata.type": "#microsoft.graph.servicePrincipal", "id": id})
 }
 
-fn job_json(context: &str, job_id: &str, template_id: &str, status: &str) -> Value {
+/// Keeps only the `$select`ed properties (and the OData annotations), as Graph answers.
+fn select(job: &mut Value, selected: Option<&str>) {
+    let Some(selected) = selected else { return };
+    let keep: Vec<String> = selected
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    if let Value::Object(map) = job {
+        map.retain(|key, _| key.starts_with('@') || keep.contains(&key.to_ascii_lowercase()));
+    }
+}
+
+fn job_json(
+    context: Option<&str>,
+    job_id: &str,
+    template_id: &str,
+    status: &str,
+    last_start: Option<String>,
+) -> Value {
     const NEVER: &str = "0001-01-01T00:00:00Z";
-    let now = OffsetDateTime::now_utc();
+    // Times relative to when the emulator started, so that a job reads the same until it changes.
+    static STARTED: std::sync::OnceLock<OffsetDateTime> = std::sync::OnceLock::new();
+    let now = *STARTED.get_or_init(|| {
+        OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    });
     let stamp = |offset: time::Duration| (now + offset).format(&Rfc3339).unwrap_or_default();
     let quarantine = (status == "Quarantine").then(|| {
         json!({
@@ -558,8 +634,25 @@ fn job_json(context: &str, job_id: &str, template_id: &str, status: &str) -> Val
             },
         })
     });
-    json!({
-        "@odata.context": context,
+    let last_execution = last_start.map(|began| {
+        json!({
+            "activityIdentifier": null,
+            "countEntitled": 0,
+            "countEntitledForProvisioning": 0,
+            "countEscrowed": 0,
+            "countEscrowedRaw": 0,
+            "countExported": 0,
+            "countExports": 0,
+            "countImported": 0,
+            "countImportedDeltas": 0,
+            "countImportedReferenceDeltas": 0,
+            "error": null,
+            "state": "Succeeded",
+            "timeBegan": began,
+            "timeEnded": began,
+        })
+    });
+    let mut job = json!({
         "id": job_id,
         "templateId": template_id,
         "schedule": {"expiration": null, "interval": "PT40M", "state": "Active"},
@@ -567,7 +660,7 @@ fn job_json(context: &str, job_id: &str, template_id: &str, status: &str) -> Val
             "code": status,
             "countSuccessiveCompleteFailures": 0,
             "escrowsPruned": false,
-            "lastExecution": null,
+            "lastExecution": last_execution,
             "lastSuccessfulExecution": null,
             "lastSuccessfulExecutionWithExports": null,
             "quarantine": quarantine,
@@ -576,5 +669,9 @@ fn job_json(context: &str, job_id: &str, template_id: &str, status: &str) -> Val
             "troubleshootingUrl": null,
         },
         "synchronizationJobSettings": [],
-    })
+    });
+    if let Some(context) = context {
+        job["@odata.context"] = context.into();
+    }
+    job
 }

@@ -231,6 +231,7 @@ pub enum Operation {
     Start,
     Pause,
     GetJob,
+    ListJobs,
     Owners,
     ResolveAppId,
     Token,
@@ -239,10 +240,11 @@ pub enum Operation {
 }
 
 impl Operation {
-    const ALL: [Operation; 8] = [
+    const ALL: [Operation; 9] = [
         Operation::Start,
         Operation::Pause,
         Operation::GetJob,
+        Operation::ListJobs,
         Operation::Owners,
         Operation::ResolveAppId,
         Operation::Token,
@@ -273,6 +275,8 @@ pub struct RecordedCall {
     pub method: String,
     /// The request path as sent, still percent-encoded, without the query.
     pub path: String,
+    /// The query string as sent, if any.
+    pub query: Option<String>,
     pub client_request_id: Option<String>,
     /// `appid` (or `azp`) of the bearer token, unverified; for `Token` calls the client id
     /// that asked for a token (for managed identity, the identity that answered).
@@ -304,6 +308,7 @@ impl RecordedCall {
             operation,
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
             client_request_id: header_str(&parts.headers, "client-request-id").map(str::to_owned),
             token_app_id: None,
             token_object_id: None,
@@ -328,6 +333,8 @@ struct Inner {
     keys: Mutex<KeySet>,
     /// (service principal id lower-case, job id) → status code.
     jobs: Mutex<HashMap<(String, String), String>>,
+    /// (service principal id lower-case, job id) → when it was last started (RFC 3339).
+    last_starts: Mutex<HashMap<(String, String), String>>,
     faults: Mutex<Vec<(Fault, u32)>>,
     log: Mutex<CallLog>,
     server: Mutex<Option<Server>>,
@@ -368,6 +375,7 @@ impl Emulator {
         let emulator = Emulator(Arc::new(Inner {
             app_object_ids: derive_app_object_ids(&seed),
             jobs: Mutex::new(seed_jobs(&seed)),
+            last_starts: Mutex::new(HashMap::new()),
             base_url: format!("http://{host}"),
             seed,
             addr,
@@ -608,6 +616,23 @@ A facade pointed here (its configuration file):
     }
 
     /// Panics when the seed has no such job.
+    /// When the job was last started through this emulator (RFC 3339), if it was.
+    pub fn last_start(&self, service_principal_id: &str, job_id: &str) -> Option<String> {
+        lock(&self.0.last_starts)
+            .get(&(service_principal_id.to_ascii_lowercase(), job_id.to_owned()))
+            .cloned()
+    }
+
+    pub(crate) fn record_start(&self, service_principal_id: &str, job_id: &str) {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        lock(&self.0.last_starts).insert(
+            (service_principal_id.to_ascii_lowercase(), job_id.to_owned()),
+            now,
+        );
+    }
+
     pub fn set_job_status(&self, service_principal_id: &str, job_id: &str, code: &str) {
         assert!(
             self.try_set_job_status(service_principal_id, job_id, code),

@@ -1,4 +1,5 @@
-//! Who may start what: the documented permissions of the start operation, applied to a `Caller`.
+//! Who may start or read what: the documented permissions of Graph's start and read operations,
+//! applied to a `Caller`. A read permission never allows a start.
 //!
 //! Owns the decision from the token alone. The one check that needs Graph (is an
 //! `Application.ReadWrite.OwnedBy` caller an owner of the target?) is asked for here, as
@@ -31,32 +32,61 @@ impl Grant {
     }
 }
 
-/// The permission rules, from `[auth]`.
+/// The permission rules, from `[auth]`: one set for starts, one for reads.
 pub struct Policy {
+    start: Rules,
+    read: Rules,
+}
+
+/// One operation's permissions.
+struct Rules {
     delegated_scopes: Vec<String>,
     application_roles: Vec<String>,
     owned_by_roles: Vec<String>,
     directory_roles: Vec<String>,
     require_directory_role: bool,
+    /// The directory roles in words, for refusals.
+    roles_named: &'static str,
 }
 
 impl Policy {
     /// `forwards_as_user` is true with on-behalf-of, where Graph itself enforces directory roles.
     pub fn new(auth: &AuthConfig, forwards_as_user: bool) -> Self {
+        let lower = |roles: &[String]| roles.iter().map(|r| r.to_ascii_lowercase()).collect();
+        let require_directory_role = auth.require_directory_role && !forwards_as_user;
         Self {
-            delegated_scopes: auth.delegated_scopes.clone(),
-            application_roles: auth.application_roles.clone(),
-            owned_by_roles: auth.owned_by_roles.clone(),
-            directory_roles: auth
-                .directory_roles
-                .iter()
-                .map(|r| r.to_ascii_lowercase())
-                .collect(),
-            require_directory_role: auth.require_directory_role && !forwards_as_user,
+            start: Rules {
+                delegated_scopes: auth.delegated_scopes.clone(),
+                application_roles: auth.application_roles.clone(),
+                owned_by_roles: auth.owned_by_roles.clone(),
+                directory_roles: lower(&auth.directory_roles),
+                require_directory_role,
+                roles_named: "Application Administrator, Cloud Application Administrator, Hybrid Identity Administrator or Global Administrator",
+            },
+            read: Rules {
+                delegated_scopes: auth.read_delegated_scopes.clone(),
+                application_roles: auth.read_application_roles.clone(),
+                owned_by_roles: auth.owned_by_roles.clone(),
+                directory_roles: lower(&auth.read_directory_roles),
+                require_directory_role,
+                roles_named: "Application Administrator, Cloud Application Administrator, Hybrid Identity Administrator, Global Administrator or Global Reader",
+            },
         }
     }
 
+    /// What the token allows for a start.
     pub fn authorize(&self, caller: &Caller) -> Result<Grant, ApiError> {
+        self.start.authorize(caller)
+    }
+
+    /// What the token allows for a job read.
+    pub fn authorize_read(&self, caller: &Caller) -> Result<Grant, ApiError> {
+        self.read.authorize(caller)
+    }
+}
+
+impl Rules {
+    fn authorize(&self, caller: &Caller) -> Result<Grant, ApiError> {
         match caller.kind {
             CallerKind::Delegated => self.authorize_delegated(caller),
             CallerKind::Application => self.authorize_application(caller),
@@ -83,7 +113,8 @@ impl Policy {
                 .any(|r| self.directory_roles.contains(r))
         {
             return Err(ApiError::forbidden(format!(
-                "Insufficient privileges: the signed-in user must hold one of the directory roles Application Administrator, Cloud Application Administrator, Hybrid Identity Administrator or Global Administrator (role template ids [{}] in wids); the token has [{}].",
+                "Insufficient privileges: the signed-in user must hold one of the directory roles {} (role template ids [{}] in wids); the token has [{}].",
+                self.roles_named,
                 self.directory_roles.join(", "),
                 caller.directory_roles.join(", ")
             )));

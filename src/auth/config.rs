@@ -31,7 +31,15 @@ pub struct AuthConfig {
     /// Directory role template ids that let a delegated caller start a job when the facade
     /// forwards with its own credential.
     pub directory_roles: Vec<String>,
+    /// Job reads: the delegated scopes, application roles and directory roles that allow them
+    /// (`owned_by_roles` read the jobs of owned service principals).
+    pub read_delegated_scopes: Vec<String>,
+    pub read_application_roles: Vec<String>,
+    pub read_directory_roles: Vec<String>,
 }
+
+/// Global Reader: may read synchronization jobs, never start them.
+pub const GLOBAL_READER: &str = "f2ef992c-3afb-46b9-b7cf-a126ee74c451";
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
@@ -52,6 +60,19 @@ impl Default for AuthConfig {
             application_roles: strings(&["Synchronization.ReadWrite.All"]),
             owned_by_roles: strings(&["Application.ReadWrite.OwnedBy"]),
             directory_roles: strings(&DEFAULT_DIRECTORY_ROLES),
+            read_delegated_scopes: strings(&[
+                "Synchronization.Read.All",
+                "Synchronization.ReadWrite.All",
+            ]),
+            read_application_roles: strings(&[
+                "Synchronization.Read.All",
+                "Synchronization.ReadWrite.All",
+            ]),
+            read_directory_roles: DEFAULT_DIRECTORY_ROLES
+                .iter()
+                .chain(&[GLOBAL_READER])
+                .map(|r| (*r).to_owned())
+                .collect(),
         }
     }
 }
@@ -101,6 +122,8 @@ impl AuthConfig {
         }
         problems.names("auth.delegated_scopes", &self.delegated_scopes);
         problems.names("auth.application_roles", &self.application_roles);
+        problems.names("auth.read_delegated_scopes", &self.read_delegated_scopes);
+        problems.names("auth.read_application_roles", &self.read_application_roles);
     }
 
     /// Settings that validate but are likely not what the operator meant, in words.

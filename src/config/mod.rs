@@ -19,6 +19,7 @@ pub use crate::graph::config::{
 };
 pub use crate::guard::config::{GuardConfig, StoreSpec};
 pub use crate::http::config::ServerConfig;
+pub use crate::reads::ReadsConfig;
 pub use crate::values::{Problems, Secret, SecureUrl};
 pub use crate::webhooks::{WebhookConfig, WebhookScheme, WebhookTarget};
 
@@ -29,6 +30,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub graph: GraphConfig,
     pub guard: GuardConfig,
+    pub reads: ReadsConfig,
     pub webhooks: Vec<WebhookConfig>,
 }
 
@@ -79,7 +81,14 @@ impl Config {
         // Only SYNCJOB_<SECTION>__<KEY> are keys: SYNCJOB_CONFIG names the file, and other
         // SYNCJOB_* variables (SYNCJOB_PORT from a Kubernetes Service named syncjob, test
         // switches) are not configuration.
-        const SECTIONS: [&str; 5] = ["server__", "auth__", "graph__", "guard__", "webhooks__"];
+        const SECTIONS: [&str; 6] = [
+            "server__",
+            "auth__",
+            "graph__",
+            "guard__",
+            "reads__",
+            "webhooks__",
+        ];
         figment = figment.merge(
             Env::prefixed("SYNCJOB_")
                 .filter(|key| {
@@ -124,6 +133,7 @@ impl Config {
         self.auth.check(&mut problems);
         let graph = self.graph.prepare(env, &mut problems);
         let redis = self.guard.prepare(&mut problems);
+        self.reads.check(&mut problems);
         crate::webhooks::prepare(&mut self.webhooks, &mut problems);
         match graph {
             Some(graph) if problems.is_empty() => Ok(Valid {

@@ -162,6 +162,31 @@ impl GraphClient {
             .await
     }
 
+    /// A job (`job`), or the jobs of a service principal, as Graph answers, with `$select`
+    /// passed on.
+    pub async fn read_jobs(
+        &self,
+        version: ApiVersion,
+        sp: &ServicePrincipalId,
+        job: Option<&JobId>,
+        select: Option<&str>,
+        fwd: &Forwarding,
+    ) -> Result<UpstreamAnswer, ApiError> {
+        let mut segments = vec![
+            version.as_str(),
+            "servicePrincipals",
+            sp.as_str(),
+            "synchronization",
+            "jobs",
+        ];
+        segments.extend(job.map(JobId::as_str));
+        let mut url = self.url(&segments);
+        if let Some(select) = select {
+            url.query_pairs_mut().append_pair("$select", select);
+        }
+        self.send(Method::GET, url, fwd).await
+    }
+
     /// The job's `status.code`.
     pub async fn job_status(
         &self,
@@ -427,6 +452,8 @@ fn operation_of(url: &reqwest::Url) -> &'static str {
         "owners"
     } else if path.contains("(appId=") {
         "resolve_app_id"
+    } else if path.ends_with("/jobs") {
+        "list_jobs"
     } else {
         "get_job"
     }
@@ -529,6 +556,7 @@ mod tests {
             format!("{base}/sp/synchronization/jobs/j"),
             format!("{base}/sp/owners"),
             format!("{base}(appId='a')"),
+            format!("{base}/sp/synchronization/jobs"),
         ];
         let labels: Vec<&str> = urls
             .iter()

@@ -70,6 +70,26 @@ impl IdempotencyKey {
     }
 }
 
+/// How long the last start of a job is remembered for job reads.
+const LAST_START_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// A time as RFC 3339 UTC, to the second.
+pub fn rfc3339(at: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The guard's view of a job, as times: when a start would no longer be refused for its
+/// cooldown (`None`: it would not be), and the last start it let through.
+#[derive(Debug, Clone, Default)]
+pub struct JobView {
+    pub start_allowed_at: Option<String>,
+    pub last_start: Option<serde_json::Value>,
+}
+
 /// How a request took part in a flight, with the outcome every request of it shares.
 pub enum Flight<T> {
     /// This request ran the start; `T` is what its work reported besides the outcome.
@@ -191,6 +211,43 @@ impl Guard {
             .ttl(&format!("cooldown:{}", job.0))
             .await
             .map_err(unavailable)
+    }
+
+    /// What the guard would say about a start of `job` now, as times, so that an answer that
+    /// carries it stays true while it is cached.
+    pub async fn view(&self, job: &JobKey) -> Result<JobView, ApiError> {
+        let allowed_at = self
+            .cooldowns
+            .get(&format!("cooldown:{}", job.0))
+            .await
+            .map_err(unavailable)?;
+        let last_start = self
+            .cooldowns
+            .get(&format!("laststart:{}", job.0))
+            .await
+            .map_err(unavailable)?
+            .and_then(|text| serde_json::from_str(&text).ok());
+        Ok(JobView {
+            start_allowed_at: allowed_at,
+            last_start,
+        })
+    }
+
+    /// Remembers an accepted start of `job` by `caller` (a display name or app id), for a day.
+    pub async fn record_last_start(&self, job: &JobKey, caller: &str) {
+        let record =
+            serde_json::json!({"at": rfc3339(std::time::SystemTime::now()), "caller": caller});
+        if let Err(error) = self
+            .cooldowns
+            .set(
+                &format!("laststart:{}", job.0),
+                &record.to_string(),
+                LAST_START_TTL,
+            )
+            .await
+        {
+            tracing::warn!(%error, "could not record the last start of a job");
+        }
     }
 
     pub fn cooldown_error(&self, job_id: &JobId, remaining: Duration) -> ApiError {
@@ -349,7 +406,11 @@ impl Guard {
             && !self.cooldown.is_zero()
             && let Err(error) = self
                 .cooldowns
-                .set(&format!("cooldown:{}", job.0), "1", self.cooldown)
+                .set(
+                    &format!("cooldown:{}", job.0),
+                    &rfc3339(std::time::SystemTime::now() + self.cooldown),
+                    self.cooldown,
+                )
                 .await
         {
             // The start happened; the caller learns so. The missing cooldown is logged.

@@ -1,4 +1,5 @@
-//! Recognises the Graph-compatible start paths from the raw request path.
+//! Recognises the Graph-compatible paths (a job's start, a job, the jobs of a service
+//! principal) from the raw request path.
 //!
 //! axum cannot route `servicePrincipals(appId='...')`, and a path such as
 //! `.../jobs/../../users/start` must be a 400 naming the id rather than a 404, so the path is
@@ -9,12 +10,15 @@ use percent_encoding::percent_decode_str;
 use crate::error::ApiError;
 use crate::ids::{ApiVersion, AppId, JobId, ServicePrincipalId, ServicePrincipalRef};
 
-/// A path that names a start; the ids may still be invalid (a 400 once the caller is known).
+/// A Graph-compatible path; the ids may still be invalid (a 400 once the caller is known).
 #[derive(Debug)]
 pub struct StartPath {
     pub version: ApiVersion,
     pub service_principal: Result<ServicePrincipalRef, ApiError>,
-    pub job: Result<JobId, ApiError>,
+    /// The job; `None` when the path names the list of jobs.
+    pub job: Option<Result<JobId, ApiError>>,
+    /// `.../start` (or `.../microsoft.graph.start`): the path of a start, not of a read.
+    pub start: bool,
 }
 
 fn decode(segment: &str) -> Result<String, ApiError> {
@@ -30,7 +34,7 @@ fn is(segment: &str, name: &str) -> bool {
     decode(segment).is_ok_and(|text| text.eq_ignore_ascii_case(name))
 }
 
-/// `None` when the path is not a start path at all (404).
+/// `None` when the path is none of these (404).
 pub fn parse(path: &str) -> Option<StartPath> {
     // One trailing slash is tolerated, as Graph does.
     let path = path
@@ -40,10 +44,10 @@ pub fn parse(path: &str) -> Option<StartPath> {
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let (first, rest) = segments.split_first()?;
     let version = ApiVersion::parse(first)?;
-    let (last, middle) = rest.split_last()?;
-    if !(is(last, "start") || is(last, "microsoft.graph.start")) {
-        return None;
-    }
+    let start = rest
+        .last()
+        .is_some_and(|last| is(last, "start") || is(last, "microsoft.graph.start"));
+    let middle = if start { &rest[..rest.len() - 1] } else { rest };
     let sync = (1..middle.len().saturating_sub(1))
         .find(|&i| is(middle[i], "synchronization") && is(middle[i + 1], "jobs"))?;
     let (sp_part, job_part) = (&middle[..sync], &middle[sync + 2..]);
@@ -63,13 +67,17 @@ pub fn parse(path: &str) -> Option<StartPath> {
         return None;
     };
     let job = match job_part {
-        [id] => decode(id).and_then(|id| JobId::parse(&id)),
-        other => Err(invalid_segments("synchronizationJobId", other)),
+        [] if !start => None,
+        [id] => Some(decode(id).and_then(|id| JobId::parse(&id))),
+        // A start whose job id spans segments is a bad id; a read path that goes on is not one.
+        other if start => Some(Err(invalid_segments("synchronizationJobId", other))),
+        _ => return None,
     };
     Some(StartPath {
         version,
         service_principal,
         job,
+        start,
     })
 }
 
@@ -118,7 +126,7 @@ mod tests {
         (
             parsed.version,
             parsed.service_principal.unwrap(),
-            parsed.job.unwrap(),
+            parsed.job.unwrap().unwrap(),
         )
     }
 
@@ -163,7 +171,7 @@ mod tests {
             ),
         ] {
             let parsed = parse(&path).unwrap();
-            assert!(parsed.job.is_err(), "{path}");
+            assert!(parsed.job.unwrap().is_err(), "{path}");
         }
         let parsed =
             parse("/v1.0/servicePrincipals/../../users/synchronization/jobs/x/start").unwrap();
@@ -174,6 +182,30 @@ mod tests {
     }
 
     #[test]
+    fn a_job_and_the_list_of_jobs_are_read_paths() {
+        let job = parse(&format!(
+            "/v1.0/servicePrincipals/{SP}/synchronization/jobs/Job.1"
+        ))
+        .unwrap();
+        assert!(!job.start);
+        assert_eq!(job.job.unwrap().unwrap().as_str(), "Job.1");
+        let list = parse(&format!(
+            "/beta/servicePrincipals(appId='{SP}')/synchronization/jobs/"
+        ))
+        .unwrap();
+        assert!(!list.start && list.job.is_none());
+        assert!(matches!(
+            list.service_principal,
+            Ok(ServicePrincipalRef::AppId(_))
+        ));
+        let bad = parse(&format!(
+            "/v1.0/servicePrincipals/{SP}/synchronization/jobs/%2e%2e"
+        ))
+        .unwrap();
+        assert!(bad.job.unwrap().is_err());
+    }
+
+    #[test]
     fn other_paths_are_not_start_paths() {
         for path in [
             "/",
@@ -181,7 +213,6 @@ mod tests {
             "/v2.0/servicePrincipals/x/synchronization/jobs/y/start",
             "/v1.0/users/x/start",
             "/v1.0/servicePrincipals/x/synchronization/jobs/y/pause",
-            "/v1.0/servicePrincipals/x/synchronization/jobs/y",
         ] {
             assert!(parse(path).is_none(), "{path}");
         }

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod identity;
 pub mod openapi;
 mod operations;
+mod reads;
 mod router;
 mod starts;
 
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use axum::http::HeaderName;
 
 use crate::auth::Authenticator;
+use crate::reads::ReadService;
 use crate::start::StartService;
 
 pub use router::{app, openapi};
@@ -43,6 +45,8 @@ pub struct App {
     pub auth: Authenticator,
     /// Decides, guards, forwards and audits starts.
     pub starts: Arc<StartService>,
+    /// Job reads, with their cache and the guard's view.
+    pub reads: ReadService,
     /// Caller headers forwarded to Graph (`graph.forward_headers`).
     pub forward_headers: Vec<HeaderName>,
     /// The configured webhooks.

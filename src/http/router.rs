@@ -49,7 +49,7 @@ pub fn app(state: AppState) -> Router {
         // The Graph-compatible paths cannot be routed by axum (see graph_path).
         .route(
             "/{version}/{*rest}",
-            axum::routing::any(starts::start_graph),
+            axum::routing::any(starts::graph_route),
         )
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(|| async { ApiError::not_found("The resource does not exist.") })
@@ -82,18 +82,21 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::POST])
+            .allow_methods([Method::POST, Method::GET])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header("client-request-id"),
                 header("idempotency-key"),
+                header::IF_NONE_MATCH,
             ])
             .expose_headers([
                 header("request-id"),
                 header("client-request-id"),
                 header::RETRY_AFTER,
                 header("idempotent-replayed"),
+                header::ETAG,
+                header::AGE,
             ])
             .max_age(Duration::from_secs(600)),
     )

@@ -18,11 +18,13 @@ use crate::ids::ApiVersion;
 use crate::outcome::Outcome;
 use crate::start::{Answer, StartRequest};
 
-/// `POST /{ver}/servicePrincipals/...`: the Graph-compatible start.
-pub async fn start_graph(
+/// `/{ver}/servicePrincipals/...`: the Graph-compatible paths, a start (POST) or a job read
+/// (GET, see `reads`).
+pub async fn graph_route(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     caller: Result<Caller, ApiError>,
     forwarding: Forwarding,
     idempotency: Result<IdempotencyHeader, ApiError>,
@@ -33,15 +35,22 @@ pub async fn start_graph(
             uri.path().rsplit('/').next().unwrap_or_default()
         )));
     };
-    if method != Method::POST {
-        return Err(ApiError::method_not_allowed("POST"));
+    match (path.start, method) {
+        (true, Method::POST) => {}
+        (false, Method::GET) => {
+            return super::reads::read(&state, path, &uri, &headers, caller?, forwarding).await;
+        }
+        (true, _) => return Err(ApiError::method_not_allowed("POST")),
+        (false, _) => return Err(ApiError::method_not_allowed("GET")),
     }
     let caller = caller?;
     let query = StartQuery::parse(uri.query(), false)?;
     let request = StartRequest {
         version: path.version,
         service_principal: path.service_principal?,
-        job: path.job?,
+        job: path
+            .job
+            .ok_or_else(|| ApiError::method_not_allowed("GET"))??,
         switches: query.switches,
         forwarding,
         idempotency_key: idempotency?.0,

@@ -127,14 +127,23 @@ impl TestApp {
             .expect("facade answers")
     }
 
+    /// `raw_post`'s GET.
+    pub async fn raw_get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.raw("GET", path, token).await
+    }
+
     /// Sends a request line exactly as given (no client-side path normalisation), over a raw
     /// TCP connection, and returns the status and body.
     pub async fn raw_post(&self, path: &str, token: &str) -> (u16, Value) {
+        self.raw("POST", path, token).await
+    }
+
+    async fn raw(&self, method: &str, path: &str, token: &str) -> (u16, Value) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.base.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut answer = Vec::new();

@@ -14,6 +14,7 @@ mod identity;
 mod openapi;
 mod operations;
 mod proxy;
+mod reads;
 mod redis;
 mod redis_tls;
 mod review;
