@@ -70,6 +70,9 @@ What would happen (whatIf report, nothing sent) for the quarantined job ({quaran
 The cmdlet's -InputObject form:
   curl -i -X POST -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' '{url}/start?passThru=true' -d '{{"ServicePrincipalId":"{quarantined_sp}","SynchronizationJobId":"{quarantined_job}"}}'
 
+Read a job as a portal does before its Start button (status, quarantine, the guard's view; ETag):
+  curl -i -H "Authorization: Bearer $APP_TOKEN" {url}/v1.0/servicePrincipals/{paused_sp}/synchronization/jobs/{paused_job}
+
 What Graph (the emulator) received:  curl -s {emu}/_emulator/calls
 API documentation:                  {url}/docs
 "#,

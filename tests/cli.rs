@@ -207,7 +207,7 @@ async fn dev_prints_tokens_and_curl_lines_that_work_as_printed() {
         .map(|l| l.trim())
         .filter(|l| l.starts_with("curl "))
         .collect();
-    assert_eq!(curls.len(), 4, "{text}");
+    assert_eq!(curls.len(), 5, "{text}");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     // Each line: `curl ... -H "Authorization: Bearer $NAME" URL [-d BODY]`, run with reqwest.
     let mut statuses = Vec::new();
@@ -218,7 +218,12 @@ async fn dev_prints_tokens_and_curl_lines_that_work_as_printed() {
             .find(|w| w.trim_matches('\'').starts_with("http://"))
             .unwrap()
             .trim_matches('\'');
-        let mut request = http.post(url).bearer_auth(token(name));
+        let mut request = if curl.contains("-X POST") {
+            http.post(url)
+        } else {
+            http.get(url)
+        }
+        .bearer_auth(token(name));
         if curl.contains(" -d '") {
             request = request
                 .header("content-type", "application/json")
@@ -235,8 +240,8 @@ async fn dev_prints_tokens_and_curl_lines_that_work_as_printed() {
     }
     assert_eq!(
         statuses,
-        [204, 403, 200, 200],
-        "start, 403, whatIf, passThru"
+        [204, 403, 200, 200, 200],
+        "start, 403, whatIf, passThru, read"
     );
 }
 

@@ -1733,3 +1733,83 @@ async fn the_app_service_identity_endpoint_answers_with_expires_on_for_the_ident
         400
     );
 }
+
+#[tokio::test]
+async fn the_jobs_of_a_service_principal_are_listed_and_select_keeps_the_named_properties() {
+    let emu = emulator().await;
+    let token = graph_token(&emu, FACADE_APP, FACADE_SECRET).await;
+    let list_url = format!(
+        "{}/v1.0/servicePrincipals/{SERVICENOW_SP}/synchronization/jobs",
+        emu.base_url()
+    );
+    let list: Value = http()
+        .get(&list_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["status"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["Quarantine", "Active"]);
+    assert!(
+        list["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/synchronization/jobs")
+    );
+    let selected: Value = http()
+        .get(format!(
+            "{}?$select=id,status",
+            job_url(&emu, SERVICENOW_SP, SERVICENOW_JOB)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(selected["id"], SERVICENOW_JOB);
+    assert_eq!(
+        selected["status"]["quarantine"]["reason"],
+        "EncounteredQuarantineException"
+    );
+    assert!(
+        selected.get("templateId").is_none() && selected.get("schedule").is_none(),
+        "{selected}"
+    );
+    assert!(selected["@odata.context"].is_string());
+    assert_eq!(emu.count(Operation::ListJobs), 1);
+    // A start leaves its last execution on the job.
+    let started = http()
+        .post(format!(
+            "{}/start",
+            job_url(&emu, SERVICENOW_SP, SERVICENOW_JOB)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 204);
+    let job: Value = http()
+        .get(job_url(&emu, SERVICENOW_SP, SERVICENOW_JOB))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"]["code"], "Active");
+    assert!(
+        job["status"]["lastExecution"]["timeBegan"].is_string(),
+        "{job}"
+    );
+}

@@ -351,6 +351,43 @@ pub struct HookResult {
     error: Option<serde_json::Value>,
 }
 
+/// A synchronization job as Graph answers it (only the `$select`ed properties when given), with
+/// the guard's view as OData instance annotations.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SynchronizationJob {
+    id: Option<String>,
+    template_id: Option<String>,
+    /// `status.code`: NotConfigured, NotRun, Active, Paused or Quarantine; `status.quarantine`
+    /// holds the reason, `status.lastExecution` the last run; as Graph answers.
+    #[schema(value_type = Option<Object>)]
+    status: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    schedule: Option<serde_json::Value>,
+    /// When a start would no longer be refused for its cooldown (RFC 3339 UTC); null when it
+    /// would not be.
+    #[serde(rename = "@syncjob.startAllowedAt")]
+    #[schema(format = DateTime)]
+    start_allowed_at: Option<String>,
+    /// The last start the facade let through, or null.
+    #[serde(rename = "@syncjob.lastStart")]
+    last_start: Option<LastStart>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LastStart {
+    #[schema(format = DateTime)]
+    at: String,
+    /// The caller's display name, or its app id.
+    caller: String,
+}
+
+/// The jobs of a service principal.
+#[derive(Serialize, ToSchema)]
+pub struct SynchronizationJobList {
+    value: Vec<SynchronizationJob>,
+}
+
 /// `GET /healthz`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -470,4 +507,83 @@ graph_start!(
         "appId",
         "The application (client) id of the service principal"
     )
+);
+
+/// The documentation of one job-read path.
+macro_rules! graph_read {
+    ($name:ident, $path:literal, $summary:literal, ($sp_name:literal, $sp_description:literal), $body:ty $(, $job:literal)?) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = "graph",
+            params(
+                ("version" = GraphVersion, Path, description = "The Graph version read from"),
+                ($sp_name = String, Path, format = "uuid", description = $sp_description),
+                $(($job = String, Path, pattern = "^[A-Za-z0-9._-]{1,256}$"),)?
+                ("$select" = Option<String>, Query, pattern = "^[A-Za-z0-9,_/. ]{1,256}$", description = "Passed on to Graph; other OData options are ignored. Named once."),
+                ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer: 304 while it is still current."),
+                ("client-request-id" = Option<String>, Header, description = "Forwarded to Graph and echoed."),
+            ),
+            responses(
+                (status = 200, description = "Graph's answer with the guard's view; identical reads within reads.cache_secs share one Graph GET", body = $body, headers(
+                    ("ETag" = String, description = "Strong; changes when the job or the guard's view does"),
+                    ("Cache-Control" = String, description = "private, max-age=<seconds left>"),
+                    ("Age" = u64, description = "Seconds since Graph answered"),
+                    ("request-id" = String, description = "Graph's request id"),
+                    ("client-request-id" = String),
+                )),
+                (status = 304, description = "Not modified: If-None-Match names the current ETag", headers(("ETag" = String), ("Cache-Control" = String), ("Age" = u64))),
+                (status = 400, description = "BadRequest: a bad id or query", body = GraphError),
+                (status = 401, description = "InvalidAuthenticationToken", body = GraphError, headers(("WWW-Authenticate" = String))),
+                (status = 403, description = "Authorization_RequestDenied: read permission, directory role or ownership missing", body = GraphError, headers(("WWW-Authenticate" = String))),
+                (status = 404, description = "Graph's 404, passed through", body = GraphError),
+                (status = 429, description = "TooManyRequests: the caller is over its rate (a read the cache cannot answer is charged), or Graph throttled", body = GraphError, headers(("Retry-After" = u64))),
+                (status = 502, description = "BadGateway", body = GraphError),
+                (status = 503, description = "ServiceUnavailable", body = GraphError, headers(("Retry-After" = u64))),
+                (status = 504, description = "GatewayTimeout", body = GraphError),
+            ),
+        )]
+        pub fn $name() {}
+    };
+}
+
+graph_read!(
+    read_job,
+    "/{version}/servicePrincipals/{servicePrincipalId}/synchronization/jobs/{synchronizationJobId}",
+    "Reads a synchronization job, as Graph's `GET .../jobs/{id}`.",
+    ("servicePrincipalId", "The service principal's object id"),
+    SynchronizationJob,
+    "synchronizationJobId"
+);
+
+graph_read!(
+    list_jobs,
+    "/{version}/servicePrincipals/{servicePrincipalId}/synchronization/jobs",
+    "Lists the synchronization jobs of a service principal, as Graph's `GET .../jobs`.",
+    ("servicePrincipalId", "The service principal's object id"),
+    SynchronizationJobList
+);
+
+graph_read!(
+    read_job_app_id,
+    "/{version}/servicePrincipals(appId='{appId}')/synchronization/jobs/{synchronizationJobId}",
+    "Reads a synchronization job of the service principal named by its appId.",
+    (
+        "appId",
+        "The application (client) id of the service principal"
+    ),
+    SynchronizationJob,
+    "synchronizationJobId"
+);
+
+graph_read!(
+    list_jobs_app_id,
+    "/{version}/servicePrincipals(appId='{appId}')/synchronization/jobs",
+    "Lists the synchronization jobs of the service principal named by its appId.",
+    (
+        "appId",
+        "The application (client) id of the service principal"
+    ),
+    SynchronizationJobList
 );

@@ -45,13 +45,14 @@ fn select(query: Option<&str>) -> Result<Option<String>, ApiError> {
     let mut select = None;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if name.eq_ignore_ascii_case("$select") {
-            let valid = value.len() <= MAX_SELECT
+            let valid = !value.is_empty()
+                && value.len() <= MAX_SELECT
                 && value.bytes().all(|b| {
                     b.is_ascii_alphanumeric() || matches!(b, b',' | b'_' | b'/' | b'.' | b' ')
                 });
             if select.is_some() || !valid {
                 return Err(ApiError::bad_request(format!(
-                    "Invalid $select: give it once, at most {MAX_SELECT} characters of property names separated by commas."
+                    "Invalid $select: give it once, 1 to {MAX_SELECT} characters of property names separated by commas."
                 )));
             }
             select = Some(value.into_owned());

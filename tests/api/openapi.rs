@@ -92,7 +92,7 @@ fn the_document_describes_what_the_service_answers() {
         serde_json::json!(["v1.0", "beta"])
     );
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if !path.starts_with("/{version}") {
+        if !path.starts_with("/{version}") || !path.ends_with("start") {
             continue;
         }
         let responses = &item["post"]["responses"];
@@ -114,6 +114,18 @@ fn the_document_describes_what_the_service_answers() {
             "{path}"
         );
     }
+    // Job reads: the ETag and cache headers, 304, the guard's annotations.
+    for path in [
+        "/{version}/servicePrincipals/{servicePrincipalId}/synchronization/jobs",
+        "/{version}/servicePrincipals/{servicePrincipalId}/synchronization/jobs/{synchronizationJobId}",
+        "/{version}/servicePrincipals(appId='{appId}')/synchronization/jobs",
+        "/{version}/servicePrincipals(appId='{appId}')/synchronization/jobs/{synchronizationJobId}",
+    ] {
+        let responses = &doc["paths"][path]["get"]["responses"];
+        assert!(responses["200"]["headers"]["ETag"].is_object(), "{path}");
+        assert!(responses["304"].is_object(), "{path}");
+    }
+    assert!(schema("SynchronizationJob")["properties"]["@syncjob.startAllowedAt"].is_object());
     // Hooks: the signature schemes, every answer, the 202 summary.
     let hooks = &doc["paths"]["/hooks/{name}"]["post"];
     let schemes: Vec<&str> = hooks["security"]
