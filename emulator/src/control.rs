@@ -20,6 +20,7 @@ pub(crate) fn routes() -> Router<Emulator> {
         .route("/calls", get(calls).delete(reset_calls))
         .route("/faults", post(inject).delete(clear_faults))
         .route("/keys/rotate", post(rotate))
+        .route("/keys/current.pem", get(current_key))
         .route("/tokens", post(tokens))
         .route("/jobs/{sp}/{job}", get(job).put(set_job))
 }
@@ -54,6 +55,12 @@ async fn inject(State(emu): State<Emulator>, Json(fault): Json<Fault>) -> Status
 async fn clear_faults(State(emu): State<Emulator>) -> StatusCode {
     emu.clear_faults();
     StatusCode::NO_CONTENT
+}
+
+/// The current signing key's public half as SPKI PEM, for relying parties that take a key file
+/// rather than a JWKS (a gateway's JWT check in the benchmark).
+async fn current_key(State(emu): State<Emulator>) -> String {
+    emu.public_key_pem()
 }
 
 #[derive(Deserialize)]

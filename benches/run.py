@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""One run of syncjob-facade's benchmark on this machine, everything over 127.0.0.1.
+
+Drives the same start request (a POST to Graph's start path with an RS256 application token,
+a distinct job each time) four ways: to the upstream directly, through nginx `proxy_pass`
+(no authentication), through HAProxy validating the token (`jwt_verify` and claim checks), and
+through the facade (release build; cooldown, preflight and rate limit off). The upstream is nginx
+answering 204. Reports requests/s, p50/p99 and each server's CPU time per request (from /proc),
+the facade's peak RSS and ready time; then cached job reads, RSS with 1,000 connections, and
+1,000 concurrent starts of one job against the emulator (benches/scenarios.rs). Writes
+benches/results/latest.json and latest.md.
+
+Run it with `benches/run.sh` (installs nginx, haproxy and wrk from Debian's packages, builds the
+release binaries, then runs this).
+"""
+
+import json, os, re, signal, socket, subprocess, tempfile, time, urllib.error, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FACADE = os.path.join(ROOT, "target/release/syncjob-facade")
+EMULATOR = os.path.join(ROOT, "target/release/syncjob-emulator")
+SEED = json.load(open(os.path.join(ROOT, "emulator/seed.json")))
+TENANT = SEED["tenantId"]
+SP = SEED["servicePrincipals"][0]["id"]
+JOB = SEED["servicePrincipals"][0]["jobs"][0]["id"]
+PORTAL = SEED["applications"][1]["clientId"]
+GRAPH_APP = SEED["applications"][0]
+SECS = int(os.environ.get("BENCH_SECS", "8"))
+CONNS = int(os.environ.get("BENCH_CONNS", "64"))
+TICK = os.sysconf("SC_CLK_TCK")
+processes = []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args, log, env=None):
+    p = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
+    processes.append(p)
+    return p
+
+
+def wait_http(url, timeout=20, ok=(200, 204)):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status in ok:
+                    return
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return
+            time.sleep(0.005)
+        except Exception:
+            time.sleep(0.005)
+    raise SystemExit(f"{url} did not answer")
+
+
+def tree(pid):
+    """The pid and every descendant (nginx and haproxy fork workers)."""
+    pids, children = [pid], {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except OSError:
+                pass
+    i = 0
+    while i < len(pids):
+        pids += children.get(pids[i], [])
+        i += 1
+    return pids
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICK
+
+
+def peak_rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
+
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+
+
+def wrk(url, script, server_pid, conns=CONNS, secs=SECS):
+    before = cpu_seconds(server_pid)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency", "-s", script, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    cpu = cpu_seconds(server_pid) - before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+
+    def ms(label):
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {
+        "requests": requests,
+        "rps": round(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))),
+        "p50_ms": round(ms("50"), 2),
+        "p99_ms": round(ms("99"), 2),
+        "cpu_us_per_request": round(cpu / max(requests, 1) * 1e6, 1),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def post(url, body=None, headers=None):
+    data = json.dumps(body).encode() if body is not None else b""
+    req = urllib.request.Request(url, data=data, method="POST", headers={"content-type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req) as r:
+        text = r.read().decode()
+        return json.loads(text) if text else None
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="syncjob-bench-")
+    log = open(os.path.join(work, "servers.log"), "w")
+    results = {"machine": machine(), "connections": CONNS, "seconds": SECS}
+
+    # The identity provider: the emulator's Entra (discovery, JWKS, a caller token, its key).
+    emu_port = free_port()
+    emulator = start([EMULATOR, "--port", str(emu_port)], log)
+    emu = f"http://127.0.0.1:{emu_port}"
+    wait_http(f"{emu}/{TENANT}/v2.0/.well-known/openid-configuration")
+    issuer = json.load(urllib.request.urlopen(f"{emu}/{TENANT}/v2.0/.well-known/openid-configuration"))["issuer"]
+    token = post(f"{emu}/_emulator/tokens", {"kind": "app", "clientId": PORTAL})["access_token"]
+    pem = urllib.request.urlopen(f"{emu}/_emulator/keys/current.pem").read().decode()
+    open(os.path.join(work, "key.pem"), "w").write(pem)
+
+    # The upstream: nginx answering Graph's start with 204 and a job read with a small job.
+    up_port, proxy_port, haproxy_port, facade_port = free_port(), free_port(), free_port(), free_port()
+    job_json = json.dumps({"id": "bench", "status": {"code": "Paused"}})
+    proxy_location = 'location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+    upstream_location = (
+        "location / { default_type application/json; "
+        "if ($request_method = GET) { return 200 '" + job_json + "'; } return 204; }"
+    )
+
+    def nginx_conf(port, body):
+        location = proxy_location if "upstream" in body else upstream_location
+        return f"""
+worker_processes 1; daemon off; pid {work}/nginx-{port}.pid; error_log {work}/nginx-{port}.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 100000; client_body_temp_path {work}; proxy_temp_path {work};
+  fastcgi_temp_path {work}; uwsgi_temp_path {work}; scgi_temp_path {work};
+  {body}
+  server {{ listen 127.0.0.1:{port}; {location} }}
+}}"""
+
+    for name, port, body in [("upstream", up_port, ""), ("proxy", proxy_port, f"upstream up {{ server 127.0.0.1:{up_port}; keepalive 128; }}")]:
+        open(os.path.join(work, f"{name}.conf"), "w").write(nginx_conf(port, body))
+    upstream = start(["nginx", "-c", os.path.join(work, "upstream.conf"), "-p", work], log)
+    proxy = start(["nginx", "-c", os.path.join(work, "proxy.conf"), "-p", work], log)
+
+    open(os.path.join(work, "haproxy.cfg"), "w").write(f"""
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend fe
+  bind 127.0.0.1:{haproxy_port}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless {{ var(txn.alg) -m str RS256 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify(txn.alg,"{work}/key.pem") -m int 1 }}
+  http-request set-var(txn.now) date()
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request set-var(txn.nbf) var(txn.bearer),jwt_payload_query('$.nbf','int')
+  http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+  http-request deny deny_status 401 if {{ var(txn.now),sub(txn.nbf) -m int lt 0 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str {issuer} }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str api://syncjob-facade }}
+  http-request deny deny_status 403 unless {{ var(txn.bearer),jwt_payload_query('$.roles[0]') -m str Synchronization.ReadWrite.All }}
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:{up_port}
+""")
+    haproxy = start(["haproxy", "-f", os.path.join(work, "haproxy.cfg")], log)
+
+    config = os.path.join(work, "facade.toml")
+    open(config, "w").write(f"""
+[server]
+listen = "127.0.0.1:{facade_port}"
+rate_limit_per_minute = 0
+max_concurrent_starts = 0
+[auth]
+issuers = ["{issuer}"]
+openid_config_url = "{emu}/{TENANT}/v2.0/.well-known/openid-configuration"
+[graph]
+base_url = "http://127.0.0.1:{up_port}"
+[graph.credential]
+kind = "static"
+token = "bench-graph-token"
+[guard]
+cooldown_secs = 0
+preflight = false
+""")
+    t0 = time.time()
+    facade = start([FACADE, "serve", "--config", config], open(os.path.join(work, "facade.log"), "w"))
+    wait_http(f"http://127.0.0.1:{facade_port}/readyz", ok=(200,))
+    results["facade_ready_ms"] = round((time.time() - t0) * 1000, 1)
+    results["facade_idle_rss_mb"] = round(rss_mb(facade.pid), 1)
+    for port in (up_port, proxy_port, haproxy_port):
+        wait_http(f"http://127.0.0.1:{port}/", ok=(200, 204, 401, 405))
+
+    start_lua = os.path.join(work, "start.lua")
+    open(start_lua, "w").write(f"""
+local counter = 0
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("id", threads) end
+function request()
+  counter = counter + 1
+  return wrk.format("POST", "/v1.0/servicePrincipals/{SP}/synchronization/jobs/bench." .. id .. "." .. counter .. "/start",
+    {{ ["Authorization"] = "Bearer {token}", ["Content-Length"] = "0" }}, "")
+end
+""")
+    read_lua = os.path.join(work, "read.lua")
+    open(read_lua, "w").write(f"""
+wrk.method = "GET"
+wrk.path = "/v1.0/servicePrincipals/{SP}/synchronization/jobs/{JOB}"
+wrk.headers["Authorization"] = "Bearer {token}"
+""")
+    starts = {}
+    for name, port, server in [
+        ("upstream direct", up_port, upstream),
+        ("nginx proxy_pass (no auth)", proxy_port, proxy),
+        ("HAProxy + jwt_verify", haproxy_port, haproxy),
+        ("syncjob-facade", facade_port, facade),
+    ]:
+        warm = wrk(f"http://127.0.0.1:{port}", start_lua, server.pid, secs=2)
+        if warm["non_2xx"]:
+            raise SystemExit(f"{name} refused the benchmark's request: {warm}")
+        starts[name] = wrk(f"http://127.0.0.1:{port}", start_lua, server.pid)
+        print(name, starts[name], flush=True)
+    results["starts"] = starts
+    results["facade_peak_rss_mb_64"] = round(peak_rss_mb(facade.pid), 1)
+    results["facade_cached_reads"] = wrk(f"http://127.0.0.1:{facade_port}", read_lua, facade.pid)
+    print("cached reads", results["facade_cached_reads"], flush=True)
+    results["facade_1000_connections"] = wrk(f"http://127.0.0.1:{facade_port}", start_lua, facade.pid, conns=1000)
+    results["facade_peak_rss_mb_1000"] = round(peak_rss_mb(facade.pid), 1)
+    print("1000 connections", results["facade_1000_connections"], results["facade_peak_rss_mb_1000"], flush=True)
+
+    # 1,000 concurrent starts of one job: a facade against the emulator's Graph, its start slowed.
+    coalesce_port = free_port()
+    config2 = os.path.join(work, "coalesce.toml")
+    open(config2, "w").write(f"""
+[server]
+listen = "127.0.0.1:{coalesce_port}"
+rate_limit_per_minute = 0
+[auth]
+issuers = ["{issuer}"]
+openid_config_url = "{emu}/{TENANT}/v2.0/.well-known/openid-configuration"
+[graph]
+base_url = "{emu}"
+[graph.credential]
+kind = "client_secret"
+authority = "{emu}"
+tenant_id = "{TENANT}"
+client_id = "{GRAPH_APP['clientId']}"
+client_secret = "{GRAPH_APP['clientSecret']}"
+""")
+    coalescer = start([FACADE, "serve", "--config", config2], open(os.path.join(work, "coalesce.log"), "w"))
+    wait_http(f"http://127.0.0.1:{coalesce_port}/readyz", ok=(200,))
+    out = subprocess.run(
+        [os.path.join(ROOT, "target/release/examples/scenarios"), f"http://127.0.0.1:{coalesce_port}", emu, token, SP, JOB],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    results["one_job_1000_concurrent"] = json.loads(out)
+    print("1000 concurrent starts of one job", results["one_job_1000_concurrent"], flush=True)
+
+    os.makedirs(os.path.join(ROOT, "benches/results"), exist_ok=True)
+    json.dump(results, open(os.path.join(ROOT, "benches/results/latest.json"), "w"), indent=2)
+    open(os.path.join(ROOT, "benches/results/latest.md"), "w").write(table(results))
+    print(table(results))
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mb": mem, "kernel": os.uname().release,
+            "date": time.strftime("%Y-%m-%d"), "wrk": "-t2 -c%d -d%ds" % (CONNS, SECS)}
+
+
+def table(r):
+    m = r["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_mb']} MB, Linux {m['kernel']}; {m['date']}; wrk {m['wrk']}, all over 127.0.0.1.", "",
+             "| path | req/s | p50 | p99 | server CPU per request |", "|---|---|---|---|---|"]
+    for name, s in r["starts"].items():
+        lines.append(f"| {name} | {s['rps']:,} | {s['p50_ms']} ms | {s['p99_ms']} ms | {s['cpu_us_per_request']} µs |")
+    c = r["facade_cached_reads"]
+    lines.append(f"| syncjob-facade, cached job read | {c['rps']:,} | {c['p50_ms']} ms | {c['p99_ms']} ms | {c['cpu_us_per_request']} µs |")
+    k = r["facade_1000_connections"]
+    lines.append(f"| syncjob-facade, 1,000 connections | {k['rps']:,} | {k['p50_ms']} ms | {k['p99_ms']} ms | {k['cpu_us_per_request']} µs |")
+    o = r["one_job_1000_concurrent"]
+    lines += ["", f"Facade: ready in {r['facade_ready_ms']} ms; RSS {r['facade_idle_rss_mb']} MB idle, peak {r['facade_peak_rss_mb_64']} MB at {r['connections']} connections, {r['facade_peak_rss_mb_1000']} MB with 1,000.",
+              f"1,000 concurrent starts of one job (Graph's start delayed {o['delay_ms']} ms): {o['upstream_starts']} upstream start(s), {o['answered_204']} × 204, {o['shed']} shed; every follower answered within {o['followers_within_ms']} ms of the first answer.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in processes:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass

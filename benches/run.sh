@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The benchmark in one command: installs what it drives (nginx, HAProxy, wrk from Debian's
+# packages), builds the release binaries, runs benches/run.py, and leaves the figures in
+# benches/results/latest.{json,md}. Everything stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+for tool in nginx haproxy wrk; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+ulimit -n 20000 2>/dev/null || true
+cargo build --release --locked -p syncjob-facade -p syncjob-emulator --bins
+cargo build --release --locked -p syncjob-facade --example scenarios
+exec python3 benches/run.py "$@"
