@@ -22,7 +22,10 @@ async fn main() {
         .pool_max_idle_per_host(REQUESTS)
         .build()
         .expect("client");
-    http.delete(format!("{emulator}/_emulator/calls")).send().await.expect("reset calls");
+    http.delete(format!("{emulator}/_emulator/calls"))
+        .send()
+        .await
+        .expect("reset calls");
     http.post(format!("{emulator}/_emulator/faults"))
         .json(&serde_json::json!({"operation": "start", "delayMs": DELAY_MS}))
         .send()
