@@ -17,7 +17,11 @@ release binaries, then runs this).
 import json, os, re, signal, socket, subprocess, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FACADE = os.path.join(ROOT, "target/release/syncjob-facade")
+FACADE = os.environ.get("BENCH_FACADE", os.path.join(ROOT, "target/release/syncjob-facade"))
+# BENCH_ONLY=facade: measure the facade's start path alone; BENCH_PERF=FILE: record a perf
+# profile of the facade (`perf record -g`) while it is measured.
+ONLY = os.environ.get("BENCH_ONLY")
+PERF = os.environ.get("BENCH_PERF")
 EMULATOR = os.path.join(ROOT, "target/release/syncjob-emulator")
 SEED = json.load(open(os.path.join(ROOT, "emulator/seed.json")))
 TENANT = SEED["tenantId"]
@@ -253,13 +257,25 @@ wrk.headers["Authorization"] = "Bearer {token}"
         ("HAProxy + jwt_verify", haproxy_port, haproxy),
         ("syncjob-facade", facade_port, facade),
     ]:
+        if ONLY and server is not facade:
+            continue
         warm = wrk(f"http://127.0.0.1:{port}", start_lua, server.pid, secs=2)
         if warm["non_2xx"]:
             raise SystemExit(f"{name} refused the benchmark's request: {warm}")
+        perf = None
+        if PERF and server is facade:
+            perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(facade.pid), "-o", PERF],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         starts[name] = wrk(f"http://127.0.0.1:{port}", start_lua, server.pid)
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         print(name, starts[name], flush=True)
     results["starts"] = starts
     results["facade_peak_rss_mb_64"] = round(peak_rss_mb(facade.pid), 1)
+    if ONLY:
+        print(json.dumps(results, indent=1))
+        return
     results["facade_cached_reads"] = wrk(f"http://127.0.0.1:{facade_port}", read_lua, facade.pid)
     print("cached reads", results["facade_cached_reads"], flush=True)
     results["facade_1000_connections"] = wrk(f"http://127.0.0.1:{facade_port}", start_lua, facade.pid, conns=1000)

@@ -11,9 +11,18 @@ use crate::server::{Server, shutdown_signal};
 
 /// Logs as JSON lines (`serve`) or human-readable (`dev`), to stderr, with the `audit` target
 /// always on.
-pub fn init_logging(json: bool) {
+///
+/// Lines are written by a thread of their own, so that no request waits on stderr; the writer
+/// blocks rather than drops a line when its queue is full (an audit line is never lost), and the
+/// returned guard flushes what is queued when it is dropped, at exit.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("syncjob-log")
+        .finish(std::io::stderr());
     // The audit trail is not a log level to tune away: it stays on whatever RUST_LOG says.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
@@ -25,16 +34,17 @@ pub fn init_logging(json: bool) {
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
-                .with_writer(std::io::stderr)
+                .with_writer(writer.clone())
         }))
         .with((!json).then(|| {
             tracing_subscriber::fmt::layer()
                 .compact()
-                .with_writer(std::io::stderr)
+                .with_writer(writer)
         }));
     #[cfg(feature = "otel")]
     let registry = registry.with(otel::layer());
     registry.init();
+    guard
 }
 
 /// OpenTelemetry (cargo feature `otel`): spans go to the OTLP/HTTP endpoint named by the
@@ -74,7 +84,7 @@ mod otel {
 
 /// `serve`: the service, until SIGTERM or ctrl-c.
 pub async fn serve(config: Option<&Path>) -> Result<(), crate::Error> {
-    init_logging(true);
+    let _logging = init_logging(true);
     let valid = Config::load(config)?;
     for warning in valid.config.warnings() {
         tracing::warn!("{warning}");

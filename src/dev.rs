@@ -12,7 +12,7 @@ use syncjob_facade::server::{Server, shutdown_signal};
 
 /// `dev`: an emulator on a free port and the facade, configured for it, on `port`.
 pub async fn dev(port: u16) -> Result<(), syncjob_facade::Error> {
-    syncjob_facade::cli::init_logging(false);
+    let _logging = syncjob_facade::cli::init_logging(false);
     let emulator = Emulator::spawn(
         Seed::default_seed(),
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -29,7 +29,7 @@ pub async fn dev(port: u16) -> Result<(), syncjob_facade::Error> {
 
 /// `emulator`: the emulator alone.
 pub async fn emulator(seed: Option<&Path>, addr: SocketAddr) -> Result<(), syncjob_facade::Error> {
-    syncjob_facade::cli::init_logging(false);
+    let _logging = syncjob_facade::cli::init_logging(false);
     syncjob_emulator::run(seed, addr)
         .await
         .map_err(syncjob_facade::Error::Startup)

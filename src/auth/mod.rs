@@ -64,6 +64,7 @@ pub struct Caller {
 /// The claims the facade reads; `exp`, `nbf`, `iss`, `aud` are checked by `Validation`.
 #[derive(Debug, Deserialize)]
 struct Claims {
+    exp: u64,
     iss: Option<String>,
     tid: Option<String>,
     oid: Option<String>,
@@ -79,8 +80,31 @@ struct Claims {
     wids: Vec<String>,
 }
 
+/// Most validated tokens kept at once.
+const VERIFIED_TOKENS: u64 = 10_000;
+
+/// A validated token is kept until its `exp`, never past it.
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], (Caller, u64)> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &(Caller, u64),
+        _created_at: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        let left = value
+            .1
+            .saturating_sub(jsonwebtoken::get_current_timestamp());
+        Some(std::time::Duration::from_secs(left))
+    }
+}
+
 pub struct Authenticator {
     keys: Arc<KeyStore>,
+    /// Tokens already validated, by the SHA-256 of the token, each until its `exp`: a caller
+    /// presents the same token for up to an hour, and its signature need not be checked again.
+    verified: moka::future::Cache<[u8; 32], (Caller, u64)>,
     algorithms: Vec<Algorithm>,
     validation: Validation,
     /// Empty means: any tenant of a configured issuer (the issuer check already pins it).
@@ -129,6 +153,10 @@ impl Authenticator {
         }
         Self {
             keys: Arc::new(KeyStore::new(http, source)),
+            verified: moka::future::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .expire_after(UntilExp)
+                .build(),
             algorithms,
             validation,
             allowed_tenants,
@@ -141,6 +169,20 @@ impl Authenticator {
 
     /// Validates a bearer token and describes its caller.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some((caller, exp)) = self.verified.get(&digest).await
+            && exp > jsonwebtoken::get_current_timestamp()
+        {
+            return Ok(caller);
+        }
+        let (caller, exp) = self.validate(token).await?;
+        self.verified.insert(digest, (caller.clone(), exp)).await;
+        Ok(caller)
+    }
+
+    /// Checks a token fully: its signature, its claims, its tenant.
+    async fn validate(&self, token: &str) -> Result<(Caller, u64), ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::invalid_token("The token is not a well-formed signed JWT."))?;
         if !self.algorithms.contains(&header.alg) {
@@ -189,7 +231,8 @@ impl Authenticator {
                     _ => "The token could not be validated.".to_owned(),
                 })
             })?;
-        self.caller_from(data.claims)
+        let exp = data.claims.exp;
+        Ok((self.caller_from(data.claims)?, exp))
     }
 
     fn caller_from(&self, claims: Claims) -> Result<Caller, ApiError> {

@@ -312,6 +312,16 @@ impl Guard {
         job_id: &JobId,
         start: impl Future<Output = Result<(Outcome, T), ApiError>>,
     ) -> Result<Crossed<T>, ApiError> {
+        // One replica: the in-process table is the whole flight; no lease, no shared record.
+        if matches!(self.state, Store::Memory(_)) {
+            return self
+                .lead(job, job_id, None, start)
+                .await
+                .map(|led| match led {
+                    Led::Ran(outcome, report, _) => Crossed::Flight(Flight::Led(outcome, report)),
+                    Led::Declined(error) => Crossed::Declined(error),
+                });
+        }
         let lease_key = format!("lease:{}", job.0);
         let flight = uuid::Uuid::new_v4().to_string();
         let deadline = Instant::now() + self.wait_bound;
@@ -322,7 +332,7 @@ impl Guard {
                 .await
                 .map_err(unavailable)?
             {
-                let led = self.lead(job, job_id, &flight, start).await;
+                let led = self.lead(job, job_id, Some(&flight), start).await;
                 // A started job whose cooldown could not be recorded keeps its lease until it
                 // expires: a shorter cooldown, rather than none.
                 let keep_lease = matches!(led, Ok(Led::Ran(_, _, true)));
@@ -381,12 +391,13 @@ impl Guard {
         }
     }
 
-    /// The flight's work, run by the lease holder.
+    /// The flight's work, run by the leader; `flight` names the outcome record that waiting
+    /// replicas read (none with one replica).
     async fn lead<T>(
         &self,
         job: &JobKey,
         job_id: &JobId,
-        flight: &str,
+        flight: Option<&str>,
         start: impl Future<Output = Result<(Outcome, T), ApiError>>,
     ) -> Result<Led<T>, ApiError> {
         // Another replica may have finished a start between this request's first cooldown
@@ -417,13 +428,15 @@ impl Guard {
             tracing::error!(%error, "could not record the cooldown of a started job");
             cooldown_missing = true;
         }
-        let text = serde_json::to_string(&outcome).map_err(ApiError::internal)?;
-        if let Err(error) = self
-            .state
-            .set(&format!("outcome:{flight}"), &text, OUTCOME_TTL)
-            .await
-        {
-            tracing::warn!(%error, "could not share a flight outcome; waiting replicas will time out");
+        if let Some(flight) = flight {
+            let text = serde_json::to_string(&outcome).map_err(ApiError::internal)?;
+            if let Err(error) = self
+                .state
+                .set(&format!("outcome:{flight}"), &text, OUTCOME_TTL)
+                .await
+            {
+                tracing::warn!(%error, "could not share a flight outcome; waiting replicas will time out");
+            }
         }
         Ok(Led::Ran(outcome, report, cooldown_missing))
     }

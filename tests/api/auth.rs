@@ -346,3 +346,24 @@ async fn an_owned_by_application_starts_only_jobs_of_service_principals_it_owns(
         Some("Quarantine")
     );
 }
+
+#[tokio::test]
+async fn a_validated_token_is_remembered_but_never_accepted_past_its_exp() {
+    let app = spawn_app_with(|c, _| {
+        c.auth.leeway_secs = 0;
+        c.guard.cooldown_secs = 0;
+        c.guard.preflight = false;
+    })
+    .await;
+    let exp = jsonwebtoken::get_current_timestamp() + 2;
+    let token = app.admin_token_with(|claims| claims["exp"] = serde_json::json!(exp));
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
+    assert_eq!(app.start_salesforce(&token).await.status(), 204);
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_error(
+        app.start_salesforce(&token).await,
+        401,
+        "InvalidAuthenticationToken",
+    )
+    .await;
+}
