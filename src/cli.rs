@@ -12,17 +12,23 @@ use crate::server::{Server, shutdown_signal};
 /// Logs as JSON lines (`serve`) or human-readable (`dev`), to stderr, with the `audit` target
 /// always on.
 ///
-/// Lines are written by a thread of their own, so that no request waits on stderr; the writer
-/// blocks rather than drops a line when its queue is full (an audit line is never lost), and the
-/// returned guard flushes what is queued when it is dropped, at exit.
+/// Operational lines are written by a thread of their own, so that no request waits on stderr
+/// for them; that writer blocks rather than drops a line when its queue is full, and the
+/// returned guard flushes what is queued when it is dropped, at exit. Audit lines are written
+/// before the answer leaves, directly: a process killed right after answering has still
+/// recorded its decision.
 #[must_use = "dropping the guard stops the log writer"]
 pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+    let (background, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("syncjob-log")
         .finish(std::io::stderr());
+    let writer = background
+        .with_filter(|meta: &tracing::Metadata<'_>| meta.target() != "audit")
+        .or_else(std::io::stderr);
     // The audit trail is not a log level to tune away: it stays on whatever RUST_LOG says.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
