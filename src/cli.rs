@@ -40,6 +40,8 @@ pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
+                // One span per request: the list would repeat it on every line.
+                .with_span_list(false)
                 .with_writer(writer.clone())
         }))
         .with((!json).then(|| {

@@ -423,7 +423,13 @@ impl GraphClient {
                 headers,
                 body,
             };
-            tracing::info!(%method, path = url.path(), status = status.as_u16(), request_id = answer.request_id().unwrap_or(""), elapsed_ms, attempt, "Graph answered");
+            // The audit line and the metrics carry every answer; the log adds the ones to look at.
+            let request_id = answer.request_id().unwrap_or("");
+            if status.is_success() && attempt == 0 {
+                tracing::debug!(%method, path = url.path(), status = status.as_u16(), request_id, elapsed_ms, attempt, "Graph answered");
+            } else {
+                tracing::info!(%method, path = url.path(), status = status.as_u16(), request_id, elapsed_ms, attempt, "Graph answered");
+            }
             // A 504 on the start may come after Graph acted: only reads retry it.
             let retriable = match status.as_u16() {
                 429 | 503 => true,
