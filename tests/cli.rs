@@ -148,6 +148,24 @@ fn openapi_prints_the_committed_document() {
     assert_eq!(printed, committed);
 }
 
+/// The binary allocates with mimalloc, built to commit its arenas on use (`.cargo/config.toml`):
+/// otherwise the first arena is committed at start, for more idle memory and no speed.
+#[test]
+fn the_allocator_is_mimalloc_committing_its_arenas_on_use() {
+    let output = Command::new(BIN)
+        .arg("openapi")
+        .env("MIMALLOC_VERBOSE", "1")
+        .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("option 'arena_eager_commit': 0"),
+        "{stderr}"
+    );
+}
+
 /// A child process that is killed when the test ends, pass or fail.
 struct Child(tokio::process::Child);
 
