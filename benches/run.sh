@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark in one command: installs what it drives (nginx, HAProxy, wrk from Debian's
-# packages), builds the release binaries, runs benches/run.py, and leaves the figures in
-# benches/results/latest.{json,md}. Everything stays on 127.0.0.1.
+# packages), builds the release binaries, runs benches/run.py, which leaves the figures in
+# benches/results/latest.{json,md}, then the hot path's micro-benchmarks (benches/hot_path.rs),
+# whose table goes to benches/results/hot_path.txt. Everything stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -13,4 +14,5 @@ fi
 ulimit -n 20000 2>/dev/null || true
 cargo build --release --locked -p syncjob-facade -p syncjob-emulator --bins
 cargo build --release --locked -p syncjob-facade --example scenarios
-exec python3 benches/run.py "$@"
+python3 benches/run.py "$@"
+cargo bench --locked -p syncjob-facade --bench hot_path | tee benches/results/hot_path.txt

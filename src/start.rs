@@ -215,11 +215,9 @@ impl StartService {
         let sp = match &request.service_principal {
             ServicePrincipalRef::Id(id) => id.clone(),
             ServicePrincipalRef::AppId(app_id) => {
-                match self
-                    .directory
-                    .resolve(caller, request.version, app_id, fwd)
-                    .await
-                {
+                // Boxed, as the other branches taken by few starts: a future is as large as the
+                // largest thing it may await, and every start in flight holds one.
+                match Box::pin(self.directory.resolve(caller, request.version, app_id, fwd)).await {
                     Err(error) => return Verdict::refused(error),
                     Ok(Read::Upstream(answer)) => {
                         return Verdict::new(
@@ -234,7 +232,7 @@ impl StartService {
         };
         *resolved = Some(sp.clone());
         if let Grant::OwnedBy { permission } = &grant {
-            match self.directory.owners_of(caller, &sp, fwd).await {
+            match Box::pin(self.directory.owners_of(caller, &sp, fwd)).await {
                 Err(error) => return Verdict::refused(error),
                 Ok(Read::Upstream(answer)) => {
                     return Verdict::new(answer, Decision::Failed, "owners could not be read");
@@ -250,7 +248,7 @@ impl StartService {
         }
         let job = JobKey::new(&sp, &request.job);
         if request.switches.what_if {
-            return self.what_if(caller, request, &sp, &job, &grant).await;
+            return Box::pin(self.what_if(caller, request, &sp, &job, &grant)).await;
         }
         let scope = format!("{}/{}", caller.tenant_id, caller.object_id);
         let Some(key) = &request.idempotency_key else {
@@ -297,9 +295,13 @@ impl StartService {
             }
             Ok(None) => {}
         }
+        // The leader's work is boxed: the flight's future would otherwise carry it twice.
         let fly = || {
-            self.guard
-                .single_flight(job, &request.job, self.forward(caller, request, sp))
+            self.guard.single_flight(
+                job,
+                &request.job,
+                Box::pin(self.forward(caller, request, sp)),
+            )
         };
         let mut flight = fly().await;
         // A forced start that joined a non-forced flight refused as Active runs its own flight.
