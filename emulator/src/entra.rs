@@ -1,11 +1,13 @@
 //! The Entra side of the emulator: OpenID discovery, the JWKS, the OAuth2 token endpoint
-//! (client credentials and on-behalf-of) and the managed identity (IMDS) endpoint, answering
-//! errors in Entra's `AADSTS` shape.
+//! (client credentials, on-behalf-of, authorization code), the sign-in page and the managed
+//! identity (IMDS) endpoint, answering errors in Entra's `AADSTS` shape.
 //!
 //! Submodules own one concern each: [`client_auth`] (how a client proves who it is: secret,
-//! certificate assertion, federated assertion), [`on_behalf_of`] (exchanging a user's token)
-//! and [`imds`] (the managed identity endpoint, which speaks IMDS rather than OAuth2).
+//! certificate assertion, federated assertion), [`on_behalf_of`] (exchanging a user's token),
+//! [`authorize`] (a single-page application's sign-in with PKCE) and [`imds`] (the managed
+//! identity endpoint, which speaks IMDS rather than OAuth2).
 
+pub(crate) mod authorize;
 mod client_auth;
 mod imds;
 mod on_behalf_of;
@@ -302,6 +304,7 @@ impl TokenRequest {
             JWT_BEARER_GRANT if self.param("requested_token_use") == Some("on_behalf_of") => {
                 Some("on_behalf_of")
             }
+            "authorization_code" => Some("authorization_code"),
             _ => None,
         }
     }
@@ -332,13 +335,16 @@ pub(crate) async fn token(
         Ok(body) => json_response(StatusCode::OK, body),
         Err(error) => error.respond(headers),
     };
-    emu.observe(
-        call,
-        kill,
-        |status| EntraError::for_status(status).respond(headers),
-        work,
-    )
-    .await
+    let mut response = emu
+        .observe(
+            call,
+            kill,
+            |status| EntraError::for_status(status).respond(headers),
+            work,
+        )
+        .await;
+    authorize::allow_spa_origin(&emu, headers, &mut response);
+    response
 }
 
 /// One arm per grant type.
@@ -348,6 +354,7 @@ fn issue(emu: &Emulator, tenant: &str, request: &TokenRequest) -> Result<Value, 
         None => Err(EntraError::missing("grant_type")),
         Some("client_credentials") => client_credentials(emu, request),
         Some(JWT_BEARER_GRANT) => on_behalf_of::exchange(emu, request),
+        Some("authorization_code") => authorize::redeem(emu, request),
         Some(other) => Err(EntraError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",

@@ -88,6 +88,13 @@ pub struct SeedApplication {
     /// The app is a managed identity, answered by the IMDS-style token endpoint.
     #[serde(default, skip_serializing_if = "is_false")]
     pub managed_identity: bool,
+    /// A single-page application (a public client): it signs users in with the authorization
+    /// code grant and PKCE, and redeems codes cross-origin from its redirect URIs' origins.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub single_page_application: bool,
+    /// Where the authorize endpoint may send a code back to (exact match, as Entra compares).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -336,6 +343,10 @@ struct Inner {
     /// (service principal id lower-case, job id) → when it was last started (RFC 3339).
     last_starts: Mutex<HashMap<(String, String), String>>,
     faults: Mutex<Vec<(Fault, u32)>>,
+    /// Authorization codes handed out by the sign-in page, until redeemed or expired.
+    codes: Mutex<entra::authorize::Codes>,
+    /// (client id, redirect URI) registered at run time, beside the seed's.
+    redirect_uris: Mutex<Vec<(String, String)>>,
     log: Mutex<CallLog>,
     server: Mutex<Option<Server>>,
 }
@@ -381,6 +392,8 @@ impl Emulator {
             addr,
             keys: Mutex::new(keys),
             faults: Mutex::default(),
+            codes: Mutex::default(),
+            redirect_uris: Mutex::default(),
             log: Mutex::default(),
             server: Mutex::default(),
         }));
@@ -450,6 +463,32 @@ impl Emulator {
 
     pub fn token_url(&self) -> String {
         format!("{}/{}/oauth2/v2.0/token", self.0.base_url, self.tenant_id())
+    }
+
+    /// The authority of the tenant (`{base}/{tenant}`): `/oauth2/v2.0/authorize` and
+    /// `/oauth2/v2.0/token` below it, as on `login.microsoftonline.com`.
+    pub fn authority(&self) -> String {
+        format!("{}/{}", self.0.base_url, self.tenant_id())
+    }
+
+    /// The seed's single-page application (the facade's operator page), if it has one.
+    pub fn single_page_application(&self) -> Option<&SeedApplication> {
+        self.seed()
+            .applications
+            .iter()
+            .find(|app| app.single_page_application)
+    }
+
+    /// Registers one more redirect URI for `client_id`, as adding it to the application's
+    /// registration in Entra: `dev` registers its operator page on whatever port it listens.
+    pub fn allow_redirect_uri(&self, client_id: &str, uri: &str) {
+        let mut uris = lock(&self.0.redirect_uris);
+        if !uris
+            .iter()
+            .any(|(c, u)| c.eq_ignore_ascii_case(client_id) && u == uri)
+        {
+            uris.push((client_id.to_owned(), uri.to_owned()));
+        }
     }
 
     /// The configuration a facade needs to be pointed here, as the TOML of its configuration
@@ -873,6 +912,10 @@ fn router(emulator: Emulator) -> Router {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(entra::authorize::sign_in_page).post(entra::authorize::sign_in),
+        )
         .route("/metadata/identity/oauth2/token", get(entra::imds_token))
         .route("/msi/token", get(entra::app_service_token))
         .nest("/_emulator", control::routes())

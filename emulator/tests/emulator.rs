@@ -1813,3 +1813,315 @@ async fn the_jobs_of_a_service_principal_are_listed_and_select_keeps_the_named_p
         "{job}"
     );
 }
+
+// The authorization code grant with PKCE, as the operator page signs in.
+
+const OPERATOR_PAGE_APP: &str = "e4f5a6b7-c8d9-4e0f-9a1b-3c4d5e6f7a8b";
+const OPERATOR_PAGE_URI: &str = "http://127.0.0.1:8080/ui";
+const OPERATOR_PAGE_ORIGIN: &str = "http://127.0.0.1:8080";
+const RITA: &str = "c2d3e4f5-a6b7-4c8d-9e0f-1a2b3c4d5e6f";
+/// RFC 7636's appendix B pair.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn authorize_params(redirect_uri: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("client_id", OPERATOR_PAGE_APP.to_owned()),
+        ("response_type", "code".to_owned()),
+        ("redirect_uri", redirect_uri.to_owned()),
+        (
+            "scope",
+            format!(
+                "openid profile {}/Synchronization.ReadWrite.All",
+                FACADE_AUDIENCE
+            ),
+        ),
+        ("state", "the state".to_owned()),
+        ("nonce", "the nonce".to_owned()),
+        ("code_challenge", CHALLENGE.to_owned()),
+        ("code_challenge_method", "S256".to_owned()),
+    ]
+}
+
+fn authorize_url(emu: &Emulator) -> String {
+    format!("{}/oauth2/v2.0/authorize", emu.authority())
+}
+
+/// Signs in as `user` on the sign-in page's form; the redirect's query parameters.
+async fn sign_in(
+    emu: &Emulator,
+    params: &[(&str, String)],
+    user: &str,
+) -> (String, Vec<(String, String)>) {
+    let mut form: Vec<(&str, String)> = params.to_vec();
+    form.push(("user", user.to_owned()));
+    let response = no_redirects()
+        .post(authorize_url(emu))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "a redirect back to the application");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let url = reqwest::Url::parse(&location).unwrap();
+    let pairs = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    (location, pairs)
+}
+
+fn pair<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn redeem(
+    emu: &Emulator,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    http()
+        .post(emu.token_url())
+        .header("origin", OPERATOR_PAGE_ORIGIN)
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", OPERATOR_PAGE_APP),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_sign_in_page_lists_the_seeded_users_and_its_code_redeems_once_for_a_facade_token() {
+    let emu = emulator().await;
+    let params = authorize_params(OPERATOR_PAGE_URI);
+    let page = http()
+        .get(authorize_url(&emu))
+        .query(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for name in [
+        "Ada Admin",
+        "Rita Reader",
+        "Mia Mfa",
+        "syncjob-facade operator page",
+    ] {
+        assert!(html.contains(name), "{name} on the page: {html}");
+    }
+
+    let (location, pairs) = sign_in(&emu, &params, ADA).await;
+    assert!(
+        location.starts_with(&format!("{OPERATOR_PAGE_URI}?")),
+        "{location}"
+    );
+    assert_eq!(pair(&pairs, "state"), Some("the state"));
+    let code = pair(&pairs, "code").expect("a code").to_owned();
+
+    let response = redeem(&emu, &code, OPERATOR_PAGE_URI, VERIFIER).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        OPERATOR_PAGE_ORIGIN,
+        "the page redeems its code cross-origin"
+    );
+    let body: Value = response.json().await.unwrap();
+    let keys = jwks(&emu).await;
+    let access = validate(
+        body["access_token"].as_str().unwrap(),
+        &keys,
+        FACADE_AUDIENCE,
+        &emu.issuer(),
+    );
+    assert_eq!(access["oid"], ADA);
+    assert_eq!(access["scp"], "Synchronization.ReadWrite.All");
+    assert_eq!(access["azp"], OPERATOR_PAGE_APP);
+    assert_eq!(access["idtyp"], "user");
+    assert_eq!(access["wids"], json!([APPLICATION_ADMINISTRATOR]));
+    let id = validate(
+        body["id_token"].as_str().unwrap(),
+        &keys,
+        OPERATOR_PAGE_APP,
+        &emu.issuer(),
+    );
+    assert_eq!(id["nonce"], "the nonce");
+    assert_eq!(id["name"], "Ada Admin");
+
+    let again = redeem(&emu, &code, OPERATOR_PAGE_URI, VERIFIER).await;
+    assert_eq!(again.status(), 400);
+    let error: Value = again.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_grant");
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS54005"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_verifier_or_redirect_uri_is_refused_and_spends_the_code() {
+    let emu = emulator().await;
+    let params = authorize_params(OPERATOR_PAGE_URI);
+    for (redirect_uri, verifier, code) in [
+        (OPERATOR_PAGE_URI, "x".repeat(43), "AADSTS50148"),
+        (OPERATOR_PAGE_URI, VERIFIER.to_owned() + "a", "AADSTS50148"),
+        (
+            "http://localhost:8080/ui",
+            VERIFIER.to_owned(),
+            "AADSTS500112",
+        ),
+    ] {
+        let (_, pairs) = sign_in(&emu, &params, RITA).await;
+        let issued = pair(&pairs, "code").unwrap().to_owned();
+        let refused = redeem(&emu, &issued, redirect_uri, &verifier).await;
+        assert_eq!(refused.status(), 400);
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_grant");
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with(code),
+            "{error}"
+        );
+        let retried = redeem(&emu, &issued, OPERATOR_PAGE_URI, VERIFIER).await;
+        assert_eq!(retried.status(), 400, "a refused attempt spends the code");
+    }
+    let unknown = redeem(&emu, "no-such-code", OPERATOR_PAGE_URI, VERIFIER).await;
+    let error: Value = unknown.json().await.unwrap();
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS70000"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_unregistered_redirect_uri_is_shown_on_the_page_and_never_redirected_to() {
+    let emu = emulator().await;
+    let evil = "http://127.0.0.1:9/steal";
+    let params = authorize_params(evil);
+    for response in [
+        no_redirects()
+            .get(authorize_url(&emu))
+            .query(&params)
+            .send()
+            .await
+            .unwrap(),
+        no_redirects()
+            .post(authorize_url(&emu))
+            .form(&[params.clone(), vec![("user", ADA.to_owned())]].concat())
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(response.status(), 400);
+        assert!(response.headers().get("location").is_none());
+        let html = response.text().await.unwrap();
+        assert!(html.contains("AADSTS50011"), "{html}");
+    }
+
+    // Registered at run time, as `dev` registers the page's own address.
+    emu.allow_redirect_uri(OPERATOR_PAGE_APP, evil);
+    let (location, _) = sign_in(&emu, &params, ADA).await;
+    assert!(location.starts_with(evil), "{location}");
+}
+
+#[tokio::test]
+async fn a_request_without_pkce_or_with_a_foreign_scope_goes_back_as_an_error_and_cancel_is_access_denied()
+ {
+    let emu = emulator().await;
+    let without_pkce: Vec<_> = authorize_params(OPERATOR_PAGE_URI)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .collect();
+    let mut foreign_scope = authorize_params(OPERATOR_PAGE_URI);
+    foreign_scope[3].1 = "https://graph.microsoft.com/User.Read".to_owned();
+    let mut cancelled = authorize_params(OPERATOR_PAGE_URI);
+    cancelled.push(("cancel", "1".to_owned()));
+    for (params, error, description) in [
+        (without_pkce, "invalid_request", "AADSTS9002325"),
+        (foreign_scope, "invalid_scope", "AADSTS65005"),
+        (cancelled, "access_denied", "AADSTS65004"),
+    ] {
+        let response = no_redirects()
+            .post(authorize_url(&emu))
+            .form(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        let location = response.headers()["location"].to_str().unwrap();
+        let url = reqwest::Url::parse(location).unwrap();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(pair(&pairs, "error"), Some(error), "{location}");
+        assert!(
+            pair(&pairs, "error_description")
+                .unwrap()
+                .starts_with(description),
+            "{location}"
+        );
+        assert_eq!(pair(&pairs, "state"), Some("the state"));
+        assert_eq!(pair(&pairs, "code"), None);
+    }
+}
+
+#[tokio::test]
+async fn a_secret_on_the_public_client_and_a_foreign_origin_get_no_token_and_no_cors() {
+    let emu = emulator().await;
+    let (_, pairs) = sign_in(&emu, &authorize_params(OPERATOR_PAGE_URI), ADA).await;
+    let code = pair(&pairs, "code").unwrap();
+    let response = http()
+        .post(emu.token_url())
+        .header("origin", "http://127.0.0.1:9")
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", OPERATOR_PAGE_APP),
+            ("client_secret", "anything"),
+            ("code", code),
+            ("redirect_uri", OPERATOR_PAGE_URI),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS700025"),
+        "{error}"
+    );
+}
