@@ -70,6 +70,7 @@ pub fn build(valid: Valid) -> Result<AppState, crate::Error> {
         starts,
         reads,
         forward_headers: graph.forward_headers,
+        ui: config.ui,
         hooks: config.webhooks,
         server: config.server,
         draining: std::sync::atomic::AtomicBool::new(false),

@@ -22,6 +22,11 @@ pub async fn dev(port: u16) -> Result<(), syncjob_facade::Error> {
     config.server.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let server = Server::bind(config.validate()?).await?;
     let url = format!("http://{}", server.local_addr());
+    // The page's sign-in comes back to wherever `dev` listens, as a redirect URI registered
+    // for the single-page application.
+    if let Some(page) = emulator.single_page_application() {
+        emulator.allow_redirect_uri(&page.client_id, &format!("{url}/ui"));
+    }
     print_dev_banner(&emulator, &url);
     server.run(shutdown_signal()).await?;
     Ok(())
@@ -52,6 +57,9 @@ fn print_dev_banner(emulator: &Emulator, url: &str) {
     println!(
         r#"
 syncjob-facade (dev) on {url}, with the Graph + Entra emulator on {emu}
+
+Operator page (sign in as {admin_name} to start jobs, as {reader_name} to see a refusal):
+  {url}/ui
 
 Tokens (valid 12 hours; the emulator's, worthless elsewhere):
   export ADMIN_TOKEN='{admin}'   # delegated: {admin_name}, Synchronization.ReadWrite.All + Application Administrator

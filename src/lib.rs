@@ -27,6 +27,7 @@ pub mod reads;
 pub mod server;
 pub mod start;
 pub mod telemetry;
+pub mod ui;
 pub mod values;
 pub mod webhooks;
 

@@ -492,7 +492,8 @@ impl Emulator {
     }
 
     /// The configuration a facade needs to be pointed here, as the TOML of its configuration
-    /// file: its issuer and audience, discovery, Graph, and the seeded Graph credential.
+    /// file: its issuer and audience, discovery, Graph, the seeded Graph credential and the operator
+    /// page ([ui]) signing in with the seed's single-page application.
     pub fn facade_config_toml(&self) -> String {
         let facade = &self.seed().applications[0];
         format!(
@@ -510,7 +511,7 @@ authority = "{base}"
 tenant_id = "{tenant}"
 client_id = "{client_id}"
 client_secret = "{client_secret}"
-"#,
+{ui}"#,
             issuer = self.issuer(),
             audience = FACADE_AUDIENCE,
             discovery = self.openid_config_url(),
@@ -518,6 +519,26 @@ client_secret = "{client_secret}"
             tenant = self.tenant_id(),
             client_id = facade.client_id,
             client_secret = facade.client_secret,
+            ui = self.ui_config_toml(),
+        )
+    }
+
+    /// The `[ui]` section for the seed's single-page application (empty without one): the
+    /// operator page signs in here and lists every seeded service principal.
+    fn ui_config_toml(&self) -> String {
+        let Some(page) = self.single_page_application() else {
+            return String::new();
+        };
+        let ids: Vec<String> = self
+            .seed()
+            .service_principals
+            .iter()
+            .map(|sp| format!("\"{}\"", sp.id))
+            .collect();
+        format!(
+            "\n[ui]\nclient_id = \"{}\"\nservice_principals = [{}]\n",
+            page.client_id,
+            ids.join(", ")
         )
     }
 

@@ -1,8 +1,8 @@
 //! The configuration file: one TOML file, overridden key by key by `SYNCJOB_<SECTION>__<KEY>`
 //! environment variables, checked once at start-up with every problem reported at once.
 //!
-//! Each module owns its section (`[server]`: http, `[auth]`, `[graph]`, `[guard]`,
-//! `[[webhooks]]`): its typed fields, its defaults and its checks. This file only composes them,
+//! Each module owns its section (`[server]`: http, `[auth]`, `[graph]`, `[guard]`, `[reads]`,
+//! `[[webhooks]]`, `[ui]`): its typed fields, its defaults and its checks. This file only composes them,
 //! loads them, and renders them for `check-config`. After `validate` nothing re-parses or
 //! re-reads the configuration: what the sections point at (secret files, the certificate,
 //! the platform's environment) has been read into [`Valid`].
@@ -20,6 +20,7 @@ pub use crate::graph::config::{
 pub use crate::guard::config::{GuardConfig, StoreSpec};
 pub use crate::http::config::ServerConfig;
 pub use crate::reads::ReadsConfig;
+pub use crate::ui::UiConfig;
 pub use crate::values::{Problems, Secret, SecureUrl};
 pub use crate::webhooks::{WebhookConfig, WebhookScheme, WebhookTarget};
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub guard: GuardConfig,
     pub reads: ReadsConfig,
     pub webhooks: Vec<WebhookConfig>,
+    /// The operator page; `None`: no `/ui`.
+    pub ui: Option<UiConfig>,
 }
 
 /// Everything wrong with a configuration, each problem naming its key.
@@ -81,13 +84,14 @@ impl Config {
         // Only SYNCJOB_<SECTION>__<KEY> are keys: SYNCJOB_CONFIG names the file, and other
         // SYNCJOB_* variables (SYNCJOB_PORT from a Kubernetes Service named syncjob, test
         // switches) are not configuration.
-        const SECTIONS: [&str; 6] = [
+        const SECTIONS: [&str; 7] = [
             "server__",
             "auth__",
             "graph__",
             "guard__",
             "reads__",
             "webhooks__",
+            "ui__",
         ];
         figment = figment.merge(
             Env::prefixed("SYNCJOB_")
@@ -135,6 +139,13 @@ impl Config {
         let redis = self.guard.prepare(&mut problems);
         self.reads.check(&mut problems);
         crate::webhooks::prepare(&mut self.webhooks, &mut problems);
+        if let Some(ui) = self.ui.as_mut() {
+            ui.prepare(
+                self.auth.issuers.first(),
+                self.auth.audiences.first().map(String::as_str),
+                &mut problems,
+            );
+        }
         match graph {
             Some(graph) if problems.is_empty() => Ok(Valid {
                 config: self,

@@ -49,6 +49,8 @@ pub struct App {
     pub reads: ReadService,
     /// Caller headers forwarded to Graph (`graph.forward_headers`).
     pub forward_headers: Vec<HeaderName>,
+    /// The operator page's settings, when `[ui]` is configured.
+    pub ui: Option<crate::ui::UiConfig>,
     /// The configured webhooks.
     pub hooks: Vec<crate::webhooks::WebhookConfig>,
     /// The `[server]` section: limits, timeouts, CORS, shutdown.

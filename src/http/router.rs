@@ -52,6 +52,8 @@ pub fn app(state: AppState) -> Router {
             axum::routing::any(starts::graph_route),
         )
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
+        // The operator page, only when `[ui]` is configured (404 otherwise).
+        .merge(state.ui.as_ref().map(crate::ui::routes).unwrap_or_default())
         .fallback(|| async { ApiError::not_found("The resource does not exist.") })
         .with_state(state)
         // Innermost: the largest body an extractor will read (413 beyond it).

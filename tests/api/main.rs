@@ -19,5 +19,6 @@ mod redis;
 mod redis_tls;
 mod review;
 mod start;
+mod ui;
 mod upstream;
 mod webhooks;

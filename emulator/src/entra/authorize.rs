@@ -580,6 +580,7 @@ fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"icon\" href=\"data:,\">\
          <title>{title} — Graph + Entra emulator</title><style>{STYLE}</style></head>\
          <body><main><h1>{title}</h1>{body}</main></body></html>"
     ))

@@ -1,0 +1,500 @@
+//! The operator page in a real browser: Debian's headless `chromium`, driven through
+//! `chromedriver`, against `syncjob-facade dev` started as a person starts it (the built binary,
+//! its printed `/ui` address, the emulator's sign-in page). Screenshots go to
+//! `docs/screenshots/`, where the README shows them.
+//!
+//! CI installs chromium and chromium-driver and sets `SYNCJOB_REQUIRE_BROWSER=1`: there a
+//! missing browser fails the tests; elsewhere they are skipped with a notice.
+
+mod webdriver;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+use webdriver::{Browser, Driver, ENTER};
+
+const ADA: &str = "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e";
+const RITA: &str = "c2d3e4f5-a6b7-4c8d-9e0f-1a2b3c4d5e6f";
+const SALESFORCE_JOB: &str =
+    "salesforce.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
+const RUNNING_JOB: &str = "ServiceNowRunning.1";
+/// Jobs of the three seeded service principals the dev configuration lists.
+const SEEDED_JOBS: usize = 5;
+
+/// `syncjob-facade dev` on a free port, killed when dropped.
+struct Dev {
+    child: Child,
+    page: String,
+    emulator: String,
+}
+
+impl Dev {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_syncjob-facade"))
+            .args(["dev", "--port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("syncjob-facade dev starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut page, mut emulator) = (None, None);
+        while page.is_none() {
+            let line = lines
+                .next()
+                .expect("dev prints its banner")
+                .expect("readable output");
+            if let Some(rest) = line.split_once("with the Graph + Entra emulator on ") {
+                emulator = Some(rest.1.trim().to_owned());
+            }
+            if line.trim_start().starts_with("http://") && line.trim_end().ends_with("/ui") {
+                page = Some(line.trim().to_owned());
+            }
+        }
+        // Keep reading, so that the banner's pipe never fills.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            page: page.unwrap(),
+            emulator: emulator.expect("the banner names the emulator"),
+        }
+    }
+
+    /// The Graph operations the emulator has recorded (`start`, `getJob`, `listJobs`, ...).
+    async fn graph_calls(&self) -> Vec<Value> {
+        let calls: Value = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{}/_emulator/calls", self.emulator))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|call| {
+                matches!(
+                    call["operation"].as_str(),
+                    Some("start" | "getJob" | "listJobs" | "resolveAppId" | "owners")
+                )
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn driver() -> Option<Driver> {
+    let driver = Driver::start();
+    if driver.is_none() {
+        assert!(
+            std::env::var_os("SYNCJOB_REQUIRE_BROWSER").is_none(),
+            "SYNCJOB_REQUIRE_BROWSER is set but chromedriver is not installed"
+        );
+        eprintln!(
+            "NOTICE: chromedriver not found; skipping a browser test (CI installs chromium and chromium-driver and sets SYNCJOB_REQUIRE_BROWSER=1)"
+        );
+    }
+    driver
+}
+
+fn save_screenshot(name: &str, png: &[u8]) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/screenshots");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(format!("{dir}/{name}"), png).unwrap();
+}
+
+/// Opens the page, follows "Sign in" to the emulator's sign-in page and picks `user`.
+async fn sign_in(browser: &Browser, dev: &Dev, user: &str, screenshot: Option<&str>) {
+    browser.goto(&dev.page).await;
+    let button = browser.find("#sign-in").await;
+    browser
+        .wait_for(
+            "the sign-in button",
+            "return !document.getElementById('signed-out').hidden",
+            10,
+        )
+        .await;
+    browser.click(&button).await;
+    let pick = browser.find(&format!("button[value='{user}']")).await;
+    if let Some(name) = screenshot {
+        save_screenshot(name, &browser.screenshot().await);
+    }
+    browser.click(&pick).await;
+    browser
+        .wait_for(
+            "the page signed in",
+            "return !document.getElementById('who').hidden && document.getElementById('who-name').textContent",
+            10,
+        )
+        .await;
+}
+
+/// The card of a job, as a selector.
+fn card(job: &str) -> String {
+    format!(
+        "(() => [...document.querySelectorAll('article.job')].find(a => a.querySelector('.job-id').textContent === {}))()",
+        json!(job)
+    )
+}
+
+fn severe(console: &[(String, String)]) -> Vec<&(String, String)> {
+    console
+        .iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .collect()
+}
+
+#[tokio::test]
+async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboard() {
+    let Some(driver) = driver() else { return };
+    let dev = Dev::start();
+    let browser = driver.session(1280, 900).await;
+
+    // An answer that this page did not ask for is refused and taken out of the address bar.
+    browser
+        .goto(&format!("{}#code=forged&state=forged", dev.page))
+        .await;
+    let refused = browser
+        .wait_for(
+            "the forged answer refused",
+            "return document.getElementById('notice').textContent",
+            10,
+        )
+        .await;
+    assert!(
+        refused.as_str().unwrap().contains("state does not match"),
+        "{refused}"
+    );
+    assert!(!browser.current_url().await.contains("code="));
+    save_screenshot("signed-out.png", &browser.screenshot().await);
+
+    sign_in(&browser, &dev, ADA, Some("sign-in.png")).await;
+    let who = browser
+        .run(
+            "return document.getElementById('who-name').textContent",
+            json!([]),
+        )
+        .await;
+    assert_eq!(who, "Signed in as Ada Admin");
+    assert!(
+        !browser.current_url().await.contains("code="),
+        "the code is taken out of the address bar"
+    );
+    let storage = browser
+        .run(
+            "return [localStorage.length, sessionStorage.length, document.cookie]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        storage,
+        json!([0, 0, ""]),
+        "the token is kept in memory only"
+    );
+
+    // The jobs of the configured service principals, with what the reads say.
+    browser
+        .wait_for(
+            "every seeded job listed",
+            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
+            15,
+        )
+        .await;
+    let salesforce = card(SALESFORCE_JOB);
+    let shown = browser
+        .run(
+            &format!(
+                "const c = {salesforce}; return [c.querySelector('.badge').textContent, c.querySelector('.allowed').textContent, c.querySelector('.start').disabled]"
+            ),
+            json!([]),
+        )
+        .await;
+    assert_eq!(shown, json!(["Paused", "Now", false]));
+    let quarantine = browser
+        .run(
+            "return [...document.querySelectorAll('article.job .quarantine')].map(q => q.textContent).join('|')",
+            json!([]),
+        )
+        .await;
+    assert!(
+        quarantine
+            .as_str()
+            .unwrap()
+            .contains("rejected its credentials"),
+        "{quarantine}"
+    );
+    save_screenshot("jobs.png", &browser.screenshot().await);
+    let reads_before_start = dev.graph_calls().await;
+    assert!(
+        reads_before_start.iter().all(|c| c["operation"] != "start"),
+        "nothing started by reading: {reads_before_start:?}"
+    );
+
+    // Keyboard only: focus Start, Enter opens the whatIf report, Enter confirms.
+    browser
+        .run(
+            &format!("{salesforce}.querySelector('.start').focus()"),
+            json!([]),
+        )
+        .await;
+    browser.press(ENTER).await;
+    browser
+        .wait_for(
+            "the whatIf report",
+            "return document.getElementById('preview').open",
+            10,
+        )
+        .await;
+    let report = browser
+        .run(
+            "return [document.getElementById('preview').innerText, document.activeElement.id]",
+            json!([]),
+        )
+        .await;
+    let text = report[0].as_str().unwrap();
+    assert!(text.contains("would send this start"), "{text}");
+    assert!(text.contains("status now Paused"), "{text}");
+    assert!(
+        text.contains(&format!("synchronization/jobs/{SALESFORCE_JOB}/start")),
+        "{text}"
+    );
+    assert!(text.contains("Synchronization.ReadWrite.All"), "{text}");
+    assert_eq!(report[1], "preview-confirm", "Start has the focus");
+    assert!(
+        dev.graph_calls()
+            .await
+            .iter()
+            .all(|c| c["operation"] != "start"),
+        "the preview sends nothing"
+    );
+    save_screenshot("preview.png", &browser.screenshot().await);
+
+    // Layout shifts from here on (not caused by input) are counted.
+    browser
+        .run(
+            "window.shifts = 0; new PerformanceObserver(list => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.shifts += e.value; }).observe({type: 'layout-shift'});",
+            json!([]),
+        )
+        .await;
+    browser.press(ENTER).await;
+    let message = browser
+        .wait_for(
+            "the status change",
+            &format!(
+                "const c = {salesforce}; return c.querySelector('.job-message').textContent.startsWith('Status changed') && c.querySelector('.job-message').textContent"
+            ),
+            20,
+        )
+        .await;
+    assert!(
+        message.as_str().unwrap().contains("Paused → Active"),
+        "{message}"
+    );
+    let after = browser
+        .run(
+            &format!(
+                "const c = {salesforce}; const b = c.querySelector('.start'); return [c.querySelector('.badge').textContent, b.disabled, b.textContent, c.querySelector('.last-start').textContent, document.activeElement === c, window.shifts]"
+            ),
+            json!([]),
+        )
+        .await;
+    assert_eq!(after[0], "Active");
+    assert_eq!(after[1], true, "Start is disabled during the cooldown");
+    assert!(
+        after[2].as_str().unwrap().starts_with("Start allowed at "),
+        "{after}"
+    );
+    assert!(
+        after[3].as_str().unwrap().ends_with("by Ada Admin"),
+        "{after}"
+    );
+    assert_eq!(after[4], true, "the keyboard stays on the card");
+    assert_eq!(after[5], json!(0), "no layout shift while polling");
+    save_screenshot("started.png", &browser.screenshot().await);
+    let starts: Vec<Value> = dev
+        .graph_calls()
+        .await
+        .into_iter()
+        .filter(|c| c["operation"] == "start")
+        .collect();
+    assert_eq!(starts.len(), 1, "one start reached Graph: {starts:?}");
+    assert!(starts[0]["path"].as_str().unwrap().contains(SALESFORCE_JOB));
+
+    // A running job: the preview says why a start would be refused, and offers no Start.
+    let running = card(RUNNING_JOB);
+    browser
+        .run(
+            &format!("{running}.querySelector('.start').click()"),
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the refusal preview",
+            "return document.getElementById('preview').open",
+            10,
+        )
+        .await;
+    let refusal = browser
+        .run(
+            "return [document.getElementById('preview-refusal').textContent, document.getElementById('preview-confirm').hidden]",
+            json!([]),
+        )
+        .await;
+    assert!(
+        refusal[0].as_str().unwrap().contains("running already"),
+        "{refusal}"
+    );
+    assert_eq!(refusal[1], true);
+    browser.press("\u{E00C}").await; // Escape
+    browser
+        .wait_for(
+            "the preview closed",
+            "return !document.getElementById('preview').open",
+            5,
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let starts = dev
+        .graph_calls()
+        .await
+        .into_iter()
+        .filter(|c| c["operation"] == "start")
+        .count();
+    assert_eq!(starts, 1, "Escape sends nothing");
+
+    // A typed id that is no GUID is explained before anything is sent.
+    let input = browser.find("#lookup-id").await;
+    browser
+        .send_keys(&input, &format!("not-a-guid{ENTER}"))
+        .await;
+    let error = browser
+        .run(
+            "return document.getElementById('lookup-error').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(error.as_str().unwrap().contains("GUID"), "{error}");
+
+    // Phone width: nothing wider than the screen.
+    browser.viewport(320, 720, true).await;
+    let widths = browser
+        .run(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        widths,
+        json!([320, 320]),
+        "no horizontal scrolling at 320 px"
+    );
+    browser
+        .run(&format!("{salesforce}.scrollIntoView()"), json!([]))
+        .await;
+    save_screenshot("phone.png", &browser.screenshot().await);
+    browser.viewport(1280, 900, false).await;
+
+    let console = browser.console().await;
+    assert!(severe(&console).is_empty(), "console errors: {console:?}");
+
+    // The Content-Security-Policy refuses a script injected into the page.
+    let injected = browser
+        .run(
+            "window.injected = false; window.violations = []; \
+             document.addEventListener('securitypolicyviolation', e => window.violations.push(e.violatedDirective)); \
+             const s = document.createElement('script'); s.textContent = 'window.injected = true'; document.head.append(s); \
+             return window.injected",
+            json!([]),
+        )
+        .await;
+    assert_eq!(injected, false, "an inline script must not run");
+    let violations = browser
+        .wait_for(
+            "the CSP violation report",
+            "return window.violations.length > 0 && window.violations",
+            5,
+        )
+        .await;
+    assert!(
+        violations[0].as_str().unwrap().starts_with("script-src"),
+        "{violations}"
+    );
+    let console = browser.console().await;
+    assert!(
+        console
+            .iter()
+            .any(|(_, message)| message.contains("Content Security Policy")),
+        "{console:?}"
+    );
+
+    // Signing out forgets the token.
+    browser.click(&browser.find("#sign-out").await).await;
+    let state = browser
+        .run(
+            "return [document.getElementById('signed-in').hidden, document.querySelectorAll('article.job').length, document.getElementById('notice').textContent]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(state[0], true);
+    assert_eq!(state[1], 0);
+    assert!(state[2].as_str().unwrap().contains("signed out"), "{state}");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn a_user_without_a_role_sees_the_refusal_explained_and_nothing_reaches_graph() {
+    let Some(driver) = driver() else { return };
+    let dev = Dev::start();
+    let browser = driver.session(1280, 900).await;
+    let before = dev.graph_calls().await;
+
+    sign_in(&browser, &dev, RITA, None).await;
+    let errors = browser
+        .wait_for(
+            "the refusals",
+            "const e = [...document.querySelectorAll('.group .error')]; return e.length === 3 && e.map(x => x.textContent)",
+            15,
+        )
+        .await;
+    for error in errors.as_array().unwrap() {
+        let error = error.as_str().unwrap();
+        assert!(error.starts_with("Not allowed for Rita Reader."), "{error}");
+        assert!(error.contains("Global Reader"), "names the roles: {error}");
+        assert!(error.contains("the token has []"), "{error}");
+    }
+    assert_eq!(
+        browser
+            .run(
+                "return document.querySelectorAll('article.job').length",
+                json!([])
+            )
+            .await,
+        0
+    );
+    save_screenshot("refused.png", &browser.screenshot().await);
+    assert_eq!(
+        dev.graph_calls().await.len(),
+        before.len(),
+        "nothing reached Graph"
+    );
+    // The browser reports each refused read; nothing else went wrong.
+    let console = browser.console().await;
+    for (_, message) in severe(&console) {
+        assert!(message.contains("status of 403"), "{message}");
+    }
+    browser.quit().await;
+}
