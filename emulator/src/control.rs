@@ -1,5 +1,6 @@
 //! The `/_emulator/...` control API: what tests and demos that run the binary use instead of
-//! the Rust handle (call log, faults, key rotation, caller and federated tokens, job status).
+//! the Rust handle (call log, faults, key rotation, caller and federated tokens, job status, the
+//! lifetime of sign-in tokens).
 //! Not counted, recorded or faulted.
 
 use axum::Json;
@@ -7,7 +8,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -22,6 +23,7 @@ pub(crate) fn routes() -> Router<Emulator> {
         .route("/keys/rotate", post(rotate))
         .route("/keys/current.pem", get(current_key))
         .route("/tokens", post(tokens))
+        .route("/sign-in-lifetime", put(sign_in_lifetime))
         .route("/jobs/{sp}/{job}", get(job).put(set_job))
 }
 
@@ -125,6 +127,21 @@ async fn tokens(State(emu): State<Emulator>, Json(order): Json<TokenOrder>) -> R
         }
         Err(message) => bad_request(StatusCode::BAD_REQUEST, message),
     }
+}
+
+#[derive(Deserialize)]
+struct Lifetime {
+    seconds: u64,
+}
+
+/// `PUT /_emulator/sign-in-lifetime {"seconds": N}`: tokens from later sign-ins expire after N
+/// seconds (0: an hour), so that a page's expiry can be seen without waiting an hour.
+async fn sign_in_lifetime(
+    State(emu): State<Emulator>,
+    Json(lifetime): Json<Lifetime>,
+) -> StatusCode {
+    emu.set_sign_in_lifetime(lifetime.seconds);
+    StatusCode::NO_CONTENT
 }
 
 async fn job(State(emu): State<Emulator>, Path((sp, job)): Path<(String, String)>) -> Response {

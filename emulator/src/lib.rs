@@ -347,6 +347,8 @@ struct Inner {
     codes: Mutex<entra::authorize::Codes>,
     /// (client id, redirect URI) registered at run time, beside the seed's.
     redirect_uris: Mutex<Vec<(String, String)>>,
+    /// Lifetime of the tokens a redeemed code gives, in seconds (0: Entra's hour).
+    sign_in_lifetime_secs: std::sync::atomic::AtomicU64,
     log: Mutex<CallLog>,
     server: Mutex<Option<Server>>,
 }
@@ -394,6 +396,7 @@ impl Emulator {
             faults: Mutex::default(),
             codes: Mutex::default(),
             redirect_uris: Mutex::default(),
+            sign_in_lifetime_secs: std::sync::atomic::AtomicU64::new(0),
             log: Mutex::default(),
             server: Mutex::default(),
         }));
@@ -477,6 +480,14 @@ impl Emulator {
             .applications
             .iter()
             .find(|app| app.single_page_application)
+    }
+
+    /// Tokens from a sign-in (the authorization code grant) expire after `secs` from now on, so
+    /// that a test sees a page's sign-in expire; 0 restores Entra's hour.
+    pub fn set_sign_in_lifetime(&self, secs: u64) {
+        self.0
+            .sign_in_lifetime_secs
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Registers one more redirect URI for `client_id`, as adding it to the application's

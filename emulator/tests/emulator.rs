@@ -2125,3 +2125,35 @@ async fn a_secret_on_the_public_client_and_a_foreign_origin_get_no_token_and_no_
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn the_sign_in_lifetime_can_be_shortened_for_tests_of_expiry() {
+    let emu = emulator().await;
+    let shortened = http()
+        .put(format!("{}/_emulator/sign-in-lifetime", emu.base_url()))
+        .json(&json!({"seconds": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shortened.status(), 204);
+    let (_, pairs) = sign_in(&emu, &authorize_params(OPERATOR_PAGE_URI), ADA).await;
+    let body: Value = redeem(
+        &emu,
+        pair(&pairs, "code").unwrap(),
+        OPERATOR_PAGE_URI,
+        VERIFIER,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["expires_in"], 5);
+    let claims = validate(
+        body["access_token"].as_str().unwrap(),
+        &jwks(&emu).await,
+        FACADE_AUDIENCE,
+        &emu.issuer(),
+    );
+    let exp = claims["exp"].as_u64().unwrap();
+    assert!((unix_now() + 3..=unix_now() + 5).contains(&exp), "{exp}");
+}

@@ -27,6 +27,8 @@ struct Dev {
     child: Child,
     page: String,
     emulator: String,
+    /// The administrator's token `dev` prints, for starts from outside the page.
+    admin_token: String,
 }
 
 impl Dev {
@@ -39,14 +41,17 @@ impl Dev {
             .spawn()
             .expect("syncjob-facade dev starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut page, mut emulator) = (None, None);
-        while page.is_none() {
+        let (mut page, mut emulator, mut admin_token) = (None, None, None);
+        while page.is_none() || admin_token.is_none() {
             let line = lines
                 .next()
                 .expect("dev prints its banner")
                 .expect("readable output");
             if let Some(rest) = line.split_once("with the Graph + Entra emulator on ") {
                 emulator = Some(rest.1.trim().to_owned());
+            }
+            if let Some(rest) = line.trim().strip_prefix("export ADMIN_TOKEN='") {
+                admin_token = rest.split('\'').next().map(str::to_owned);
             }
             if line.trim_start().starts_with("http://") && line.trim_end().ends_with("/ui") {
                 page = Some(line.trim().to_owned());
@@ -58,15 +63,17 @@ impl Dev {
             child,
             page: page.unwrap(),
             emulator: emulator.expect("the banner names the emulator"),
+            admin_token: admin_token.unwrap(),
         }
+    }
+
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().unwrap()
     }
 
     /// The Graph operations the emulator has recorded (`start`, `getJob`, `listJobs`, ...).
     async fn graph_calls(&self) -> Vec<Value> {
-        let calls: Value = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
+        let calls: Value = Self::http()
             .get(format!("{}/_emulator/calls", self.emulator))
             .send()
             .await
@@ -376,6 +383,40 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
         .count();
     assert_eq!(starts, 1, "Escape sends nothing");
 
+    // Started by someone else since the page read it: the preview says when a start is allowed.
+    let quarantined =
+        "ServiceNowOutDelta.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+    let started = Dev::http()
+        .post(format!(
+            "{}/v1.0/servicePrincipals/4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d/synchronization/jobs/{quarantined}/start",
+            dev.page.trim_end_matches("/ui")
+        ))
+        .bearer_auth(&dev.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 204);
+    browser
+        .run(
+            &format!("{}.querySelector('.start').click()", card(quarantined)),
+            json!([]),
+        )
+        .await;
+    let cooldown = browser
+        .wait_for(
+            "the cooldown explained",
+            "return document.getElementById('preview').open && document.getElementById('preview-refusal').textContent",
+            10,
+        )
+        .await;
+    let cooldown = cooldown.as_str().unwrap();
+    assert!(
+        cooldown.contains("the next start is allowed in 4 min")
+            || cooldown.contains("the next start is allowed in 5 min"),
+        "{cooldown}"
+    );
+    browser.press("\u{E00C}").await;
+
     // A typed id that is no GUID is explained before anything is sent.
     let input = browser.find("#lookup-id").await;
     browser
@@ -496,5 +537,42 @@ async fn a_user_without_a_role_sees_the_refusal_explained_and_nothing_reaches_gr
     for (_, message) in severe(&console) {
         assert!(message.contains("status of 403"), "{message}");
     }
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn an_expired_sign_in_is_said_in_words_and_its_token_forgotten() {
+    let Some(driver) = driver() else { return };
+    let dev = Dev::start();
+    let shortened = Dev::http()
+        .put(format!("{}/_emulator/sign-in-lifetime", dev.emulator))
+        .json(&json!({"seconds": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shortened.status(), 204);
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &dev, ADA, None).await;
+    let notice = browser
+        .wait_for(
+            "the expiry notice",
+            "return document.getElementById('signed-in').hidden && document.getElementById('notice').textContent",
+            10,
+        )
+        .await;
+    assert!(
+        notice
+            .as_str()
+            .unwrap()
+            .starts_with("Your sign-in expired at "),
+        "{notice}"
+    );
+    let left = browser
+        .run(
+            "return [document.querySelectorAll('article.job').length, document.getElementById('signed-out').hidden]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(left, json!([0, false]), "nothing read with the token stays");
     browser.quit().await;
 }

@@ -469,8 +469,21 @@ pub(super) fn redeem(emu: &Emulator, request: &TokenRequest) -> Result<Value, En
     };
     let (user_object_id, scopes, nonce) = granted;
     let user = emu.user(&user_object_id).ok_or_else(invalid_code)?;
-    let access = user_access_claims(emu, app, user, &scopes);
-    let id_token = id_token_claims(emu, app, user, nonce.as_deref());
+    let mut access = user_access_claims(emu, app, user, &scopes);
+    let mut id_token = id_token_claims(emu, app, user, nonce.as_deref());
+    let lifetime = match emu
+        .0
+        .sign_in_lifetime_secs
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        0 => super::EXPIRES_IN_SECS,
+        secs => {
+            let exp = unix_now() + secs;
+            access["exp"] = exp.into();
+            id_token["exp"] = exp.into();
+            secs
+        }
+    };
     let scope: Vec<String> = scopes
         .iter()
         .map(|scope| format!("{FACADE_AUDIENCE}/{scope}"))
@@ -478,8 +491,8 @@ pub(super) fn redeem(emu: &Emulator, request: &TokenRequest) -> Result<Value, En
     Ok(json!({
         "token_type": "Bearer",
         "scope": scope.join(" "),
-        "expires_in": super::EXPIRES_IN_SECS,
-        "ext_expires_in": super::EXPIRES_IN_SECS,
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
         "access_token": emu.mint(&access),
         "id_token": emu.mint(&id_token),
     }))
