@@ -1,6 +1,6 @@
 //! The `/_emulator/...` control API: what tests and demos that run the binary use instead of
 //! the Rust handle (call log, faults, key rotation, caller and federated tokens, job status, the
-//! lifetime of sign-in tokens).
+//! lifetime of sign-in tokens, the delay before a started job runs).
 //! Not counted, recorded or faulted.
 
 use axum::Json;
@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<Emulator> {
         .route("/keys/current.pem", get(current_key))
         .route("/tokens", post(tokens))
         .route("/sign-in-lifetime", put(sign_in_lifetime))
+        .route("/start-delay", put(start_delay))
         .route("/jobs/{sp}/{job}", get(job).put(set_job))
 }
 
@@ -141,6 +142,20 @@ async fn sign_in_lifetime(
     Json(lifetime): Json<Lifetime>,
 ) -> StatusCode {
     emu.set_sign_in_lifetime(lifetime.seconds);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Delay {
+    milliseconds: u64,
+}
+
+/// `PUT /_emulator/start-delay {"milliseconds": N}`: an accepted start turns its job `Active`
+/// N ms later (0: at once), so that a client's polling can be seen at work.
+async fn start_delay(State(emu): State<Emulator>, Json(delay): Json<Delay>) -> StatusCode {
+    emu.set_start_delay(std::time::Duration::from_millis(
+        delay.milliseconds.min(600_000),
+    ));
     StatusCode::NO_CONTENT
 }
 

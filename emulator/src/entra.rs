@@ -260,6 +260,8 @@ fn form_params(text: &[u8]) -> HashMap<String, String> {
 struct TokenRequest {
     params: HashMap<String, String>,
     basic: Option<(String, String)>,
+    /// The browser's `Origin`: a single-page application redeems its code cross-origin.
+    origin: Option<String>,
 }
 
 impl TokenRequest {
@@ -275,6 +277,7 @@ impl TokenRequest {
         Self {
             params: form_params(body),
             basic,
+            origin: header_str(headers, "origin").map(str::to_owned),
         }
     }
 

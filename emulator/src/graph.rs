@@ -480,9 +480,20 @@ fn job_action(
     } else {
         "Paused"
     };
-    emu.try_set_job_status(&sp.id, job_id, next);
-    if op == Operation::Start {
-        emu.record_start(&sp.id, job_id);
+    let delay = emu.start_delay();
+    if op == Operation::Start && !delay.is_zero() {
+        // As Entra does: the start is accepted at once, the job begins to run a little later.
+        let (emu, sp, job) = (emu.clone(), sp.id.clone(), job_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            emu.try_set_job_status(&sp, &job, next);
+            emu.record_start(&sp, &job);
+        });
+    } else {
+        emu.try_set_job_status(&sp.id, job_id, next);
+        if op == Operation::Start {
+            emu.record_start(&sp.id, job_id);
+        }
     }
     Ok(ctx.respond(StatusCode::NO_CONTENT, None))
 }

@@ -349,6 +349,8 @@ struct Inner {
     redirect_uris: Mutex<Vec<(String, String)>>,
     /// Lifetime of the tokens a redeemed code gives, in seconds (0: Entra's hour).
     sign_in_lifetime_secs: std::sync::atomic::AtomicU64,
+    /// How long after an accepted start the job turns `Active`, in milliseconds (0: at once).
+    start_delay_ms: std::sync::atomic::AtomicU64,
     log: Mutex<CallLog>,
     server: Mutex<Option<Server>>,
 }
@@ -397,6 +399,7 @@ impl Emulator {
             codes: Mutex::default(),
             redirect_uris: Mutex::default(),
             sign_in_lifetime_secs: std::sync::atomic::AtomicU64::new(0),
+            start_delay_ms: std::sync::atomic::AtomicU64::new(0),
             log: Mutex::default(),
             server: Mutex::default(),
         }));
@@ -488,6 +491,23 @@ impl Emulator {
         self.0
             .sign_in_lifetime_secs
             .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An accepted start turns the job `Active` (and records its execution) only `delay` later,
+    /// as a real job begins to run a little after Graph accepts its start; zero: at once.
+    pub fn set_start_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.0
+            .start_delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn start_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.0
+                .start_delay_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Registers one more redirect URI for `client_id`, as adding it to the application's

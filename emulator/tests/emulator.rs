@@ -2090,40 +2090,101 @@ async fn a_request_without_pkce_or_with_a_foreign_scope_goes_back_as_an_error_an
     }
 }
 
+async fn redeem_with(
+    emu: &Emulator,
+    origin: Option<&str>,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let (_, pairs) = sign_in(emu, &authorize_params(OPERATOR_PAGE_URI), ADA).await;
+    let code = pair(&pairs, "code").unwrap().to_owned();
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", OPERATOR_PAGE_APP),
+        ("code", code.as_str()),
+        ("redirect_uri", OPERATOR_PAGE_URI),
+        ("code_verifier", VERIFIER),
+    ];
+    form.extend_from_slice(extra);
+    let mut request = http().post(emu.token_url()).form(&form);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.unwrap()
+}
+
 #[tokio::test]
-async fn a_secret_on_the_public_client_and_a_foreign_origin_get_no_token_and_no_cors() {
+async fn a_secret_on_the_public_client_or_a_redemption_without_an_origin_is_refused() {
     let emu = emulator().await;
-    let (_, pairs) = sign_in(&emu, &authorize_params(OPERATOR_PAGE_URI), ADA).await;
-    let code = pair(&pairs, "code").unwrap();
-    let response = http()
-        .post(emu.token_url())
-        .header("origin", "http://127.0.0.1:9")
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", OPERATOR_PAGE_APP),
-            ("client_secret", "anything"),
-            ("code", code),
-            ("redirect_uri", OPERATOR_PAGE_URI),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+    for (origin, extra, status, code) in [
+        (
+            Some(OPERATOR_PAGE_ORIGIN),
+            &[("client_secret", "anything")][..],
+            401,
+            "AADSTS700025",
+        ),
+        (None, &[][..], 400, "AADSTS9002327"),
+    ] {
+        let response = redeem_with(&emu, origin, extra).await;
+        assert_eq!(response.status(), status);
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with(code),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_origin_gets_no_cors_header_so_its_page_cannot_read_the_answer() {
+    let emu = emulator().await;
+    let response = redeem_with(&emu, Some("http://127.0.0.1:9"), &[]).await;
     assert!(
         response
             .headers()
             .get("access-control-allow-origin")
             .is_none()
     );
-    let error: Value = response.json().await.unwrap();
-    assert!(
-        error["error_description"]
-            .as_str()
-            .unwrap()
-            .starts_with("AADSTS700025"),
-        "{error}"
+    let registered = redeem_with(&emu, Some(OPERATOR_PAGE_ORIGIN), &[]).await;
+    assert_eq!(
+        registered.headers()["access-control-allow-origin"],
+        OPERATOR_PAGE_ORIGIN
     );
+}
+
+#[tokio::test]
+async fn a_malformed_challenge_or_a_client_that_is_no_single_page_application_gets_no_code() {
+    let emu = emulator().await;
+    let mut short = authorize_params(OPERATOR_PAGE_URI);
+    short[6].1 = "x".to_owned();
+    let response = no_redirects()
+        .post(authorize_url(&emu))
+        .form(&short)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = location
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(pair(&pairs, "error"), Some("invalid_request"), "{location}");
+    assert_eq!(pair(&pairs, "code"), None, "{location}");
+
+    emu.allow_redirect_uri(PORTAL_APP, OPERATOR_PAGE_URI);
+    let mut confidential = authorize_params(OPERATOR_PAGE_URI);
+    confidential[0].1 = PORTAL_APP.to_owned();
+    let response = no_redirects()
+        .get(authorize_url(&emu))
+        .query(&confidential)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("AADSTS9002326"));
 }
 
 #[tokio::test]

@@ -180,6 +180,15 @@ fn check<'a>(
             ),
         )
     })?;
+    if !app.single_page_application {
+        return Err(Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "AADSTS9002326: The emulator signs in single-page applications only; '{}' is not registered as one.",
+                app.client_id
+            ),
+        ));
+    }
     let redirect_uri = param(params, "redirect_uri").unwrap_or_default();
     if !emu.redirect_uris(app).iter().any(|uri| uri == redirect_uri) {
         return Err(Refusal::Page(
@@ -219,7 +228,14 @@ fn check<'a>(
                 "AADSTS9002325: Proof Key for Code Exchange is required for cross-origin authorization code redemption.".into(),
             ));
         }
-        (Some(_), "S256" | "plain") => {}
+        (Some(challenge), "S256" | "plain") if is_pkce_text(challenge) => {}
+        (Some(_), "S256" | "plain") => {
+            return Err(refuse(
+                "invalid_request",
+                "AADSTS501481: The code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]."
+                    .into(),
+            ));
+        }
         (Some(_), other) => {
             return Err(refuse(
                 "invalid_request",
@@ -411,10 +427,18 @@ pub(super) fn redeem(emu: &Emulator, request: &TokenRequest) -> Result<Value, En
             ),
         )
     })?;
-    if app.single_page_application && request.client_secret().is_some() {
+    if request.client_secret().is_some() {
         return Err(EntraError::invalid_client(
             700025,
             "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+        ));
+    }
+    if request.origin.is_none() {
+        return Err(EntraError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            9002327,
+            "Tokens issued for the 'Single-Page Application' client-type may only be redeemed via cross-origin requests.",
         ));
     }
     let invalid_code = || {
@@ -501,11 +525,7 @@ pub(super) fn redeem(emu: &Emulator, request: &TokenRequest) -> Result<Value, En
 /// RFC 7636: `S256` compares BASE64URL(SHA-256(verifier)); `plain` compares the text. The
 /// verifier is 43 to 128 unreserved characters.
 pub(crate) fn verifier_matches(verifier: &str, challenge: &str, method: &str) -> bool {
-    let well_formed = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-    if !well_formed || challenge.is_empty() {
+    if !is_pkce_text(verifier) || challenge.is_empty() {
         return false;
     }
     let computed = match method {
@@ -514,6 +534,14 @@ pub(crate) fn verifier_matches(verifier: &str, challenge: &str, method: &str) ->
     };
     aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes())
         .is_ok()
+}
+
+/// RFC 7636's alphabet and length for verifiers (and so for challenges).
+fn is_pkce_text(text: &str) -> bool {
+    (43..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// The user's access token for the facade's API, through the single-page application.
