@@ -25,7 +25,10 @@ pub async fn dev(port: u16) -> Result<(), syncjob_facade::Error> {
     // The page's sign-in comes back to wherever `dev` listens, as a redirect URI registered
     // for the single-page application.
     if let Some(page) = emulator.single_page_application() {
-        emulator.allow_redirect_uri(&page.client_id, &format!("{url}/ui"));
+        let port = server.local_addr().port();
+        for host in ["127.0.0.1", "localhost"] {
+            emulator.allow_redirect_uri(&page.client_id, &format!("http://{host}:{port}/ui"));
+        }
     }
     print_dev_banner(&emulator, &url);
     server.run(shutdown_signal()).await?;

@@ -143,6 +143,7 @@ impl Config {
             ui.prepare(
                 self.auth.issuers.first(),
                 self.auth.audiences.first().map(String::as_str),
+                self.auth.delegated_scopes.first().map(String::as_str),
                 &mut problems,
             );
         }

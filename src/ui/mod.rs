@@ -36,7 +36,7 @@ pub struct UiConfig {
     pub client_id: String,
     /// `https://login.microsoftonline.com/<tenant>`; by default the first issuer's authority.
     pub authority: Option<SecureUrl>,
-    /// The scopes the page asks for; by default the start scope of the first audience.
+    /// The scopes the page asks for; by default the first audience's first start scope.
     pub scopes: Vec<String>,
     /// Service principals (object ids or appIds) whose jobs the page lists on opening.
     pub service_principals: Vec<String>,
@@ -48,6 +48,7 @@ impl UiConfig {
         &mut self,
         first_issuer: Option<&SecureUrl>,
         first_audience: Option<&str>,
+        start_scope: Option<&str>,
         problems: &mut Problems,
     ) {
         if AppId::parse(&self.client_id).is_err() {
@@ -75,12 +76,9 @@ impl UiConfig {
             problems.add("ui.authority", "must not carry a query or a fragment");
         }
         if self.scopes.is_empty()
-            && let Some(audience) = first_audience
+            && let (Some(audience), Some(scope)) = (first_audience, start_scope)
         {
-            self.scopes = vec![format!(
-                "{}/Synchronization.ReadWrite.All",
-                audience.trim_end_matches('/')
-            )];
+            self.scopes = vec![format!("{}/{scope}", audience.trim_end_matches('/'))];
         }
         if self.scopes.is_empty() || self.scopes.len() > MAX_SCOPES {
             problems.add(
@@ -185,11 +183,12 @@ impl Headers {
     fn new(authority: &SecureUrl) -> Self {
         let origin = authority.url().origin().ascii_serialization();
         // No inline script or style, nothing framed, nothing sent anywhere but the facade and
-        // the authority (the token endpoint; sign-in itself is a top-level navigation).
+        // the authority (the token endpoint; sign-in itself is a top-level navigation), and no
+        // script may write HTML (the page sets text only: Trusted Types with no policy).
         let policy = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
              connect-src 'self' {origin}; base-uri 'none'; form-action 'none'; \
-             frame-ancestors 'none'"
+             frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
         );
         Self {
             content_security_policy: HeaderValue::from_str(&policy)
@@ -230,7 +229,12 @@ mod tests {
         let mut ui: UiConfig = toml::from_str(config).unwrap();
         let issuer: SecureUrl = issuer.parse().unwrap();
         let mut problems = Problems::default();
-        ui.prepare(Some(&issuer), Some("api://syncjob-facade"), &mut problems);
+        ui.prepare(
+            Some(&issuer),
+            Some("api://syncjob-facade"),
+            Some("Synchronization.ReadWrite.All"),
+            &mut problems,
+        );
         (ui, problems.into_vec())
     }
 

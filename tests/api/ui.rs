@@ -35,7 +35,8 @@ async fn every_file_of_the_page_carries_a_strict_policy_and_no_secret_reaches_it
     let authority = format!("{}/{}", app.emulator.base_url(), app.emulator.tenant_id());
     let policy = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src 'self' {}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+         connect-src 'self' {}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
+         require-trusted-types-for 'script'; trusted-types 'none'",
         app.emulator.base_url()
     );
     for (path, content_type) in PAGE_FILES {

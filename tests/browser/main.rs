@@ -1,7 +1,8 @@
 //! The operator page in a real browser: Debian's headless `chromium`, driven through
 //! `chromedriver`, against `syncjob-facade dev` started as a person starts it (the built binary,
-//! its printed `/ui` address, the emulator's sign-in page). Screenshots go to
-//! `docs/screenshots/`, where the README shows them.
+//! its printed `/ui` address, the emulator's sign-in page). Screenshots go to the target
+//! directory, or with `SYNCJOB_UPDATE_SCREENSHOTS=1` to `docs/screenshots/`, where the README
+//! shows them.
 //!
 //! CI installs chromium and chromium-driver and sets `SYNCJOB_REQUIRE_BROWSER=1`: there a
 //! missing browser fails the tests; elsewhere they are skipped with a notice.
@@ -19,6 +20,12 @@ const RITA: &str = "c2d3e4f5-a6b7-4c8d-9e0f-1a2b3c4d5e6f";
 const SALESFORCE_JOB: &str =
     "salesforce.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d";
 const RUNNING_JOB: &str = "ServiceNowRunning.1";
+const NOT_RUN_JOB: &str = "AD2AADProvisioning.fd1c9b9e8077402c8bc03a7186c8f976";
+const GAIL: &str = "e4f5a6b7-c8d9-4e0a-9b1c-2d3e4f5a6b7c";
+/// Counts layout shifts not caused by input from now on, in `window.shifts`.
+const COUNT_SHIFTS: &str = "window.shifts = 0; new PerformanceObserver(list => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.shifts += e.value; }).observe({type: 'layout-shift'});";
+/// How many job reads were answered 304 Not Modified.
+const NOT_MODIFIED_READS: &str = "return performance.getEntriesByType('resource').filter(e => e.name.includes('/synchronization/jobs/') && e.responseStatus === 304).length";
 /// Jobs of the three seeded service principals the dev configuration lists.
 const SEEDED_JOBS: usize = 5;
 
@@ -71,6 +78,17 @@ impl Dev {
         reqwest::Client::builder().no_proxy().build().unwrap()
     }
 
+    /// Started jobs begin to run `ms` later.
+    async fn start_delay(&self, ms: u64) {
+        let response = Self::http()
+            .put(format!("{}/_emulator/start-delay", self.emulator))
+            .json(&json!({"milliseconds": ms}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+
     /// The Graph operations the emulator has recorded (`start`, `getJob`, `listJobs`, ...).
     async fn graph_calls(&self) -> Vec<Value> {
         let calls: Value = Self::http()
@@ -118,7 +136,11 @@ fn driver() -> Option<Driver> {
 }
 
 fn save_screenshot(name: &str, png: &[u8]) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/screenshots");
+    let dir = if std::env::var_os("SYNCJOB_UPDATE_SCREENSHOTS").is_some() {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/docs/screenshots")
+    } else {
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/screenshots")
+    };
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(format!("{dir}/{name}"), png).unwrap();
 }
@@ -289,13 +311,10 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
     );
     save_screenshot("preview.png", &browser.screenshot().await);
 
-    // Layout shifts from here on (not caused by input) are counted.
-    browser
-        .run(
-            "window.shifts = 0; new PerformanceObserver(list => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.shifts += e.value; }).observe({type: 'layout-shift'});",
-            json!([]),
-        )
-        .await;
+    // The job begins to run 2.5 s after Graph accepts the start, so the page polls (and its
+    // unchanged reads are 304s); layout shifts from here on, not caused by input, are counted.
+    dev.start_delay(2500).await;
+    browser.run(COUNT_SHIFTS, json!([])).await;
     browser.press(ENTER).await;
     let message = browser
         .wait_for(
@@ -330,6 +349,11 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
     );
     assert_eq!(after[4], true, "the keyboard stays on the card");
     assert_eq!(after[5], json!(0), "no layout shift while polling");
+    let unchanged = browser.run(NOT_MODIFIED_READS, json!([])).await;
+    assert!(
+        unchanged.as_u64().unwrap() >= 1,
+        "polling read the job with If-None-Match: {unchanged}"
+    );
     save_screenshot("started.png", &browser.screenshot().await);
     let starts: Vec<Value> = dev
         .graph_calls()
@@ -430,7 +454,7 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
         .await;
     assert!(error.as_str().unwrap().contains("GUID"), "{error}");
 
-    // Phone width: nothing wider than the screen.
+    // Phone width: nothing wider than the screen, and the same start without a layout shift.
     browser.viewport(320, 720, true).await;
     let widths = browser
         .run(
@@ -443,26 +467,53 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
         json!([320, 320]),
         "no horizontal scrolling at 320 px"
     );
+    let provisioning = card(NOT_RUN_JOB);
     browser
-        .run(&format!("{salesforce}.scrollIntoView()"), json!([]))
+        .run(&format!("{provisioning}.scrollIntoView()"), json!([]))
         .await;
+    browser.run(COUNT_SHIFTS, json!([])).await;
+    browser
+        .run(
+            &format!("{provisioning}.querySelector('.start').click()"),
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the phone's preview",
+            "return document.getElementById('preview').open",
+            10,
+        )
+        .await;
+    browser.press(ENTER).await;
+    browser
+        .wait_for(
+            "the status change at 320 px",
+            &format!("return {provisioning}.querySelector('.job-message').textContent.startsWith('Status changed')"),
+            20,
+        )
+        .await;
+    let shifts = browser.run("return window.shifts", json!([])).await;
+    assert_eq!(shifts, json!(0), "no layout shift while polling at 320 px");
     save_screenshot("phone.png", &browser.screenshot().await);
     browser.viewport(1280, 900, false).await;
 
     let console = browser.console().await;
     assert!(severe(&console).is_empty(), "console errors: {console:?}");
 
-    // The Content-Security-Policy refuses a script injected into the page.
+    // The Content-Security-Policy refuses a script injected into the page, whether through a
+    // sink that Trusted Types guard or as a text node that only script-src can stop.
     let injected = browser
         .run(
             "window.injected = false; window.violations = []; \
              document.addEventListener('securitypolicyviolation', e => window.violations.push(e.violatedDirective)); \
-             const s = document.createElement('script'); s.textContent = 'window.injected = true'; document.head.append(s); \
+             try { const s = document.createElement('script'); s.textContent = 'window.injected = true'; document.head.append(s); } catch (e) { window.violations.push('threw: ' + e.name); } \
+             const t = document.createElement('script'); t.append(document.createTextNode('window.injected = true')); document.head.append(t); \
              return window.injected",
             json!([]),
         )
         .await;
-    assert_eq!(injected, false, "an inline script must not run");
+    assert_eq!(injected, false, "an injected script must not run");
     let violations = browser
         .wait_for(
             "the CSP violation report",
@@ -470,15 +521,24 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
             5,
         )
         .await;
+    let reported: Vec<&str> = violations
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(
-        violations[0].as_str().unwrap().starts_with("script-src"),
+        reported
+            .iter()
+            .any(|v| v.starts_with("script-src") || v.starts_with("require-trusted-types-for")),
         "{violations}"
     );
     let console = browser.console().await;
     assert!(
         console
             .iter()
-            .any(|(_, message)| message.contains("Content Security Policy")),
+            .any(|(_, message)| message.contains("Content Security Policy")
+                || message.contains("requires 'TrustedScript' assignment")),
         "{console:?}"
     );
 
@@ -574,5 +634,131 @@ async fn an_expired_sign_in_is_said_in_words_and_its_token_forgotten() {
         )
         .await;
     assert_eq!(left, json!([0, false]), "nothing read with the token stays");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn a_global_reader_sees_the_jobs_and_a_start_refused_in_words_before_anything_is_sent() {
+    let Some(driver) = driver() else { return };
+    let dev = Dev::start();
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &dev, GAIL, None).await;
+    browser
+        .wait_for(
+            "the jobs a reader may see",
+            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
+            15,
+        )
+        .await;
+    browser
+        .run(
+            &format!("{}.querySelector('.start').click()", card(SALESFORCE_JOB)),
+            json!([]),
+        )
+        .await;
+    let refusal = browser
+        .wait_for(
+            "the refusal",
+            "return document.getElementById('preview').open && !document.getElementById('preview-refusal').hidden && [document.getElementById('preview-refusal').textContent, document.getElementById('preview-confirm').hidden, document.getElementById('preview-title').textContent]",
+            10,
+        )
+        .await;
+    let text = refusal[0].as_str().unwrap();
+    assert!(
+        text.starts_with("Not allowed for Gail Global Reader."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Application Administrator"),
+        "names the roles that may start: {text}"
+    );
+    assert_eq!(refusal[1], true, "no Start to confirm");
+    assert_eq!(refusal[2], "Start salesforce?");
+    save_screenshot("reader-refused.png", &browser.screenshot().await);
+    assert!(
+        dev.graph_calls()
+            .await
+            .iter()
+            .all(|c| c["operation"] != "start"),
+        "nothing started"
+    );
+    let console = browser.console().await;
+    for (_, message) in severe(&console) {
+        assert!(message.contains("status of 403"), "{message}");
+    }
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn while_one_preview_is_asked_for_another_start_button_does_not_replace_it() {
+    let Some(driver) = driver() else { return };
+    let dev = Dev::start();
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &dev, ADA, None).await;
+    browser
+        .wait_for(
+            "every seeded job listed",
+            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
+            15,
+        )
+        .await;
+    // The whatIf's preflight read of the first job takes 1.5 s; meanwhile the person clicks
+    // another job's Start.
+    let fault = Dev::http()
+        .post(format!("{}/_emulator/faults", dev.emulator))
+        .json(&json!({"operation": "getJob", "delayMs": 1500}))
+        .send()
+        .await
+        .unwrap();
+    assert!(fault.status().is_success());
+    let quarantined =
+        "ServiceNowOutDelta.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+    for job in [quarantined, SALESFORCE_JOB] {
+        browser
+            .run(
+                &format!("{}.querySelector('.start').click()", card(job)),
+                json!([]),
+            )
+            .await;
+    }
+    let title = browser
+        .wait_for(
+            "the first job's preview",
+            "return document.getElementById('preview').open && document.getElementById('preview-title').textContent",
+            10,
+        )
+        .await;
+    assert_eq!(title, "Start ServiceNowOutDelta?");
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let still = browser
+        .run(
+            "return [document.getElementById('preview-title').textContent, document.getElementById('preview-facts').textContent.includes('salesforce')]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        still,
+        json!(["Start ServiceNowOutDelta?", false]),
+        "the dialog still names the job it starts"
+    );
+    browser.press(ENTER).await;
+    browser
+        .wait_for(
+            "the start of the job the dialog named",
+            &format!(
+                "return {}.querySelector('.job-message').textContent.startsWith('Status changed')",
+                card(quarantined)
+            ),
+            15,
+        )
+        .await;
+    let starts: Vec<Value> = dev
+        .graph_calls()
+        .await
+        .into_iter()
+        .filter(|c| c["operation"] == "start")
+        .collect();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert!(starts[0]["path"].as_str().unwrap().contains(quarantined));
     browser.quit().await;
 }

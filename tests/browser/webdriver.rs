@@ -113,6 +113,17 @@ pub struct Element(String);
 
 impl Browser {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("WebDriver {path}: {error}"))
+    }
+
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut request = self.http.request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
             request = request.json(&body);
@@ -120,8 +131,11 @@ impl Browser {
         let response = request.send().await.expect("chromedriver answers");
         let status = response.status();
         let body: Value = response.json().await.expect("a JSON answer");
-        assert!(status.is_success(), "WebDriver {path}: {status} {body}");
-        body["value"].clone()
+        if status.is_success() {
+            Ok(body["value"].clone())
+        } else {
+            Err(format!("{status} {body}"))
+        }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -151,7 +165,15 @@ impl Browser {
     pub async fn wait_for(&self, what: &str, script: &str, secs: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let value = self.run(script, json!([])).await;
+            // While a navigation is under way the script may meet the previous page: not yet.
+            let value = self
+                .try_call(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({"script": script, "args": []})),
+                )
+                .await
+                .unwrap_or(Value::Null);
             let truthy = match &value {
                 Value::Null => false,
                 Value::Bool(b) => *b,

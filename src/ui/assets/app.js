@@ -23,7 +23,7 @@ let settings = null;
 let session = null;
 /** Every group on the page, by the id it was opened with. */
 const groups = new Map();
-/** The card whose preview is open. */
+/** The card whose preview is open or being asked for: one at a time. */
 let previewing = null;
 
 class SignedOut extends Error {}
@@ -69,11 +69,12 @@ function duration(seconds) {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+/** The page-wide message. The element stays rendered (empty, it takes no room) so that screen
+ * readers announce what appears in it. */
 function notice(text, ok = false) {
   const element = $("notice");
   element.textContent = text;
   element.classList.toggle("ok", ok);
-  element.hidden = !text;
 }
 
 function redirectUri() {
@@ -103,7 +104,6 @@ async function signIn() {
     nonce,
     code_challenge: challenge,
     code_challenge_method: "S256",
-    prompt: "select_account",
   }).toString();
   location.assign(url.toString());
 }
@@ -147,12 +147,27 @@ async function completeSignIn() {
     return;
   }
   const id = jwtPayload(tokens.id_token ?? "");
-  if (!id || id.nonce !== pending.nonce) {
-    notice("The sign-in answer failed its nonce check, so it was not used. Sign in again.");
+  const problem = idTokenProblem(id, pending.nonce);
+  if (problem) {
+    notice(`The sign-in answer failed its ${problem} check, so it was not used. Sign in again.`);
     return;
   }
   const expiresAt = Date.now() + Number(tokens.expires_in || 3600) * 1000;
   startSession(tokens.access_token, expiresAt, id.name || id.preferred_username || "you");
+}
+
+/** What is wrong with the ID token's claims for this sign-in, or null. Its signature is not
+ * checked here: it came straight from the token endpoint over the connection the page opened,
+ * and the facade validates the access token it is given. */
+function idTokenProblem(id, nonce) {
+  if (!id) return "ID token";
+  if (id.nonce !== nonce) return "nonce";
+  if (id.aud !== settings.clientId) return "audience";
+  if (typeof id.exp !== "number" || id.exp * 1000 < Date.now()) return "expiry";
+  // A tenant's authority (not `organizations` or `common`) names the issuer exactly.
+  const tenant = settings.authority.split("/").pop();
+  if (GUID.test(tenant) && id.iss !== `${settings.authority}/v2.0`) return "issuer";
+  return null;
 }
 
 function startSession(token, expiresAt, name) {
@@ -171,11 +186,16 @@ function startSession(token, expiresAt, name) {
 function endSession(message, ok = false) {
   if (session) clearTimeout(session.timer);
   session = null;
+  const inFlight = [...groups.values()].flatMap((g) => [...g.cards.values()]).filter((c) => c.sending);
   for (const group of groups.values()) group.close();
   groups.clear();
   $("groups").replaceChildren();
+  previewing = null;
   if ($("preview").open) $("preview").close("cancel");
-  notice(message, ok);
+  const unknown = inFlight.map((c) => c.name).join(", ");
+  notice(unknown
+    ? `${message} A start of ${unknown} was on its way: whether it reached Microsoft Graph is not known here. Look at the job after signing in again.`
+    : message, ok);
   show();
 }
 
@@ -189,17 +209,21 @@ function show() {
 // ---------- the API ----------
 
 async function api(method, path, headers = {}) {
-  if (!session) throw new SignedOut();
+  const current = session;
+  if (!current) throw new SignedOut();
   let response;
   try {
     response = await fetch(API + path, {
       method,
       cache: "no-store",
-      headers: { Authorization: `Bearer ${session.token}`, ...headers },
+      headers: { Authorization: `Bearer ${current.token}`, ...headers },
     });
   } catch {
+    if (session !== current) throw new SignedOut();
     return { status: 0, ok: false, headers: new Headers(), body: null };
   }
+  // Signed out (or in again) while this was on its way: the answer belongs to nobody here.
+  if (session !== current) throw new SignedOut();
   if (response.status === 401) {
     endSession("The service no longer accepts your sign-in (it expired or was revoked). Sign in again to go on.");
     throw new SignedOut();
@@ -260,6 +284,7 @@ class Group {
     this.heading.textContent = `Service principal ${id}`;
     this.status = document.createElement("p");
     this.status.className = "hint";
+    this.status.setAttribute("role", "status");
     this.status.textContent = "Reading its jobs…";
     this.list = document.createElement("div");
     this.element.append(this.heading, this.status, this.list);
@@ -282,21 +307,53 @@ class Group {
       }
     }
     if (!answer.ok) {
-      this.status.className = "error";
-      this.status.textContent = answer.status === 404
+      this.fail(answer.status === 404
         ? `No service principal has the object id or appId ${this.id}.`
-        : explain(answer);
+        : explain(answer));
       return;
     }
     this.base = base;
-    const jobs = Array.isArray(answer.body?.value) ? answer.body.value : [];
+    this.update(answer.body);
+  }
+
+  /** Reads the list again: the cards show what Graph and the guard say now. */
+  async refresh() {
+    if (!this.base) return this.load();
+    const answer = await api("GET", this.base);
+    if (answer.ok) this.update(answer.body);
+  }
+
+  update(list) {
+    const jobs = Array.isArray(list?.value) ? list.value : [];
+    this.status.className = "hint";
     this.status.hidden = jobs.length > 0;
     this.status.textContent = "This service principal has no provisioning jobs.";
+    const seen = new Set();
     for (const job of jobs) {
-      const card = new Card(this, job);
-      this.cards.set(job.id, card);
-      this.list.append(card.element);
+      seen.add(job.id);
+      const card = this.cards.get(job.id);
+      if (card) {
+        if (!card.polling) card.show(job);
+      } else {
+        const added = new Card(this, job);
+        this.cards.set(job.id, added);
+        this.list.append(added.element);
+      }
     }
+    for (const [id, card] of this.cards) {
+      if (!seen.has(id)) {
+        card.close();
+        card.element.remove();
+        this.cards.delete(id);
+      }
+    }
+  }
+
+  fail(text) {
+    this.status.hidden = false;
+    this.status.className = "error";
+    this.status.setAttribute("role", "alert");
+    this.status.textContent = text;
   }
 
   close() {
@@ -311,13 +368,22 @@ class Card {
     this.path = `${group.base}/${encodeURIComponent(job.id)}`;
     this.etag = null;
     this.busy = false;
+    this.polling = false;
+    this.sending = false;
+    /** The Idempotency-Key of a start whose answer was not definitive, reused when retried. */
+    this.startKey = null;
     this.timers = new Set();
+    this.cooldownEnd = null;
     this.element = $("job-template").content.firstElementChild.cloneNode(true);
     this.element.tabIndex = -1;
     this.button = this.element.querySelector(".start");
     this.message = this.element.querySelector(".job-message");
     this.button.addEventListener("click", () => this.preview());
     this.show(job);
+  }
+
+  get name() {
+    return this.job.templateId || this.id;
   }
 
   field(name) {
@@ -327,7 +393,7 @@ class Card {
   show(job) {
     this.job = job;
     const status = job.status ?? {};
-    this.field("job-name").textContent = job.templateId || job.id;
+    this.field("job-name").textContent = this.name;
     const badge = this.field("badge");
     badge.textContent = status.code ?? "Unknown";
     badge.className = `badge ${status.code ?? ""}`;
@@ -361,6 +427,7 @@ class Card {
     this.field("allowed").textContent = cooling ? `${time(until)} (cooldown after the last start)` : "Now";
     this.button.disabled = this.busy || Boolean(cooling);
     this.button.textContent = cooling ? `Start allowed at ${time(until)}` : "Start…";
+    this.button.setAttribute("aria-label", cooling ? `Start ${this.name}: allowed at ${time(until)}` : `Start ${this.name}`);
     clearTimeout(this.cooldownEnd);
     if (cooling) this.cooldownEnd = this.later(() => this.refreshButton(), until.getTime() - Date.now() + 250);
   }
@@ -380,7 +447,7 @@ class Card {
   }
 
   say(text, bad = false) {
-    this.message.textContent = text;
+    if (this.message.textContent !== text) this.message.textContent = text;
     this.message.classList.toggle("bad", bad);
   }
 
@@ -389,68 +456,99 @@ class Card {
     this.refreshButton();
   }
 
+  /** Reads the job again (a 304 when nothing changed). */
+  async reread() {
+    const answer = await api("GET", this.path, this.etag ? { "If-None-Match": this.etag } : {});
+    if (answer.status === 200 && answer.body) {
+      this.etag = answer.headers.get("ETag");
+      this.show(answer.body);
+    }
+    return answer;
+  }
+
   async preview() {
+    // One preview at a time: the dialog must show the job its Start button will start.
+    if (previewing || this.busy) return;
+    previewing = this;
     this.setBusy(true);
     this.say("Asking the service what a start would do…");
     try {
       const answer = await api("POST", `${this.path}/start?whatIf=true`);
       this.say("");
-      openPreview(this, answer);
+      if (previewing === this) openPreview(this, answer);
     } catch (error) {
       if (!(error instanceof SignedOut)) throw error;
     } finally {
+      if (previewing === this && !$("preview").open) previewing = null;
       this.setBusy(false);
     }
   }
 
-  async start() {
-    const before = this.job.status?.code ?? "Unknown";
+  /** Sends the start; `before` is the status the whatIf report's preflight read. */
+  async start(before) {
+    const from = {
+      code: before ?? this.job.status?.code ?? "Unknown",
+      began: this.job.status?.lastExecution?.timeBegan ?? null,
+    };
     this.setBusy(true);
     this.say("Sending the start…");
-    try {
-      const answer = await api("POST", `${this.path}/start`, { "Idempotency-Key": crypto.randomUUID() });
-      if (answer.status !== 204 && answer.status !== 200) {
-        this.say(explain(answer), true);
-        this.setBusy(false);
-        return;
-      }
-      this.say(`Start sent to Microsoft Graph. Waiting for the status to change from ${before}…`);
-      this.poll(before, Date.now());
-    } catch (error) {
-      if (!(error instanceof SignedOut)) throw error;
-    }
-  }
-
-  /** Reads the job until its status is no longer `before` (If-None-Match: unchanged is a 304). */
-  async poll(before, since) {
+    this.startKey ??= crypto.randomUUID();
+    this.sending = true;
     let answer;
     try {
-      answer = await api("GET", this.path, this.etag ? { "If-None-Match": this.etag } : {});
+      answer = await api("POST", `${this.path}/start`, { "Idempotency-Key": this.startKey });
+    } catch (error) {
+      if (!(error instanceof SignedOut)) throw error;
+      return;
+    } finally {
+      this.sending = false;
+    }
+    if (answer.status === 204 || answer.status === 200) {
+      this.startKey = null;
+      this.say(`Sent. Waiting for ${from.code} to change…`);
+      this.polling = true;
+      this.poll(from, Date.now());
+      return;
+    }
+    const unknown = answer.status === 0 || answer.status === 502 || answer.status === 504;
+    if (!unknown) this.startKey = null;
+    this.say(unknown
+      ? `${explain(answer)} Starting again is safe: it is sent as the same start.`
+      : explain(answer), true);
+    this.setBusy(false);
+    // A refusal may mean the page's view is old (someone else started the job): read it again.
+    this.reread().catch(() => {});
+  }
+
+  /** Reads the job until its status code (or its last execution) is no longer what it was. */
+  async poll(from, since) {
+    let answer;
+    try {
+      answer = await this.reread();
     } catch (error) {
       if (error instanceof SignedOut) return;
       throw error;
     }
-    if (answer.status === 200 && answer.body) {
-      this.etag = answer.headers.get("ETag");
-      this.show(answer.body);
-    } else if (answer.status !== 304) {
-      this.say(`${explain(answer)} The start was sent; the status could not be read.`, true);
+    const done = (text, bad = false) => {
+      this.polling = false;
+      this.say(text, bad);
       this.setBusy(false);
+    };
+    if (answer.status !== 200 && answer.status !== 304) {
+      done(`${explain(answer)} The start was sent; the status could not be read.`, true);
       return;
     }
     const now = this.job.status?.code ?? "Unknown";
-    if (now !== before) {
-      this.say(`Status changed: ${before} → ${now} (${time(new Date())}).`);
-      this.setBusy(false);
-      return;
+    const began = this.job.status?.lastExecution?.timeBegan ?? null;
+    if (now !== from.code) {
+      done(`Status changed: ${from.code} → ${now}.`);
+    } else if (began !== from.began) {
+      done(`A new run began (status ${now}).`);
+    } else if (Date.now() - since > POLL_FOR_MS) {
+      done(`Graph accepted the start; the job still shows ${now} after ${duration(POLL_FOR_MS / 1000)}. Read it again later.`);
+    } else {
+      this.later(() => this.poll(from, since), POLL_EVERY_MS);
     }
-    if (Date.now() - since > POLL_FOR_MS) {
-      this.say(`Graph accepted the start, but the job still shows ${now} after ${duration(POLL_FOR_MS / 1000)}. It may take longer: read it again later.`);
-      this.setBusy(false);
-      return;
-    }
-    this.say(`Start sent. Waiting for the status to change from ${before} (last read ${time(new Date())})…`);
-    this.later(() => this.poll(before, since), POLL_EVERY_MS);
   }
 }
 
@@ -481,14 +579,15 @@ function fact(list, name, value) {
 }
 
 function openPreview(card, answer) {
-  previewing = card;
   const facts = $("preview-facts");
   facts.replaceChildren();
   const refusal = $("preview-refusal");
   const confirm = $("preview-confirm");
   const report = answer.status === 200 ? answer.body : null;
+  $("preview-title").textContent = `Start ${card.name}?`;
+  card.preflight = null;
   if (!report) {
-    $("preview-summary").textContent = `A start of ${card.job.templateId || card.id} would be refused.`;
+    $("preview-summary").textContent = "The service would refuse this start; nothing would be sent.";
     refusal.textContent = explain(answer);
     refusal.hidden = false;
     confirm.hidden = true;
@@ -502,6 +601,7 @@ function openPreview(card, answer) {
     const grant = report.authorization?.grant ?? {};
     fact(facts, "Allowed by", `${grant.permission ?? grant.grant}${report.authorization?.ownershipChecked ? ", as an owner" : ""}`);
     const preflight = report.preflight ?? {};
+    card.preflight = preflight.status ?? null;
     fact(facts, "Preflight read", preflight.enabled ? `status now ${preflight.status ?? "unknown"}` : "off");
     const guard = report.guard ?? {};
     fact(facts, "Cooldown", guard.cooldownRemainingSecs ? `${duration(guard.cooldownRemainingSecs)} left` : "none running");
@@ -530,14 +630,22 @@ function openPreview(card, answer) {
 function closedPreview() {
   const card = previewing;
   previewing = null;
-  if (!card) return;
+  if (!card || !session) return;
   if ($("preview").returnValue === "confirm") {
     // The button is disabled while the start runs: the keyboard stays on its card.
     card.element.focus();
-    card.start();
+    card.start(card.preflight);
   } else {
     card.button.focus();
+    // What the report said may be newer than the card (someone else started the job).
+    card.reread().catch(() => {});
   }
+}
+
+async function refreshAll() {
+  await Promise.all([...groups.values()].map((group) => group.refresh().catch((error) => {
+    if (!(error instanceof SignedOut)) throw error;
+  })));
 }
 
 // ---------- wiring ----------
@@ -551,6 +659,7 @@ async function main() {
   $("sign-out").addEventListener("click", () =>
     endSession("You are signed out of this page. Its token is forgotten; your Entra session in this browser is unchanged.", true));
   $("preview").addEventListener("close", closedPreview);
+  $("refresh").addEventListener("click", () => refreshAll());
   $("lookup").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("lookup-id");
