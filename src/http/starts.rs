@@ -38,7 +38,12 @@ pub async fn graph_route(
     match (path.start, method) {
         (true, Method::POST) => {}
         (false, Method::GET) => {
-            return super::reads::read(&state, path, &uri, &headers, caller?, forwarding).await;
+            // Boxed: a read's future (cache, single flight, Graph call) is about 15 KB, and
+            // inline it would make every start's future that large too.
+            return Box::pin(super::reads::read(
+                &state, path, &uri, &headers, caller?, forwarding,
+            ))
+            .await;
         }
         (true, _) => return Err(ApiError::method_not_allowed("POST")),
         (false, _) => return Err(ApiError::method_not_allowed("GET")),
