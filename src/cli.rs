@@ -23,6 +23,9 @@ pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let (background, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        // The queue is allocated whole at start: the default (128,000 lines) is 4 MB resident
+        // for lines that come a few per second (audit lines do not pass through it).
+        .buffered_lines_limit(4096)
         .lossy(false)
         .thread_name("syncjob-log")
         .finish(std::io::stderr());
