@@ -75,6 +75,15 @@ impl KeyStore {
         self.keys.read().expect("key lock").is_some()
     }
 
+    /// Whether the loaded set holds `kid` (no fetch).
+    pub fn holds(&self, kid: &str) -> bool {
+        self.keys
+            .read()
+            .expect("key lock")
+            .as_ref()
+            .is_some_and(|keys| keys.contains_key(kid))
+    }
+
     fn lookup(&self, kid: &str) -> Option<SigningKey> {
         self.keys
             .read()

@@ -83,18 +83,26 @@ struct Claims {
 /// Most validated tokens kept at once.
 const VERIFIED_TOKENS: u64 = 10_000;
 
+/// A validated token: its caller, its `exp`, and the key that signed it.
+#[derive(Clone)]
+struct Verified {
+    caller: Caller,
+    exp: u64,
+    kid: Arc<str>,
+}
+
 /// A validated token is kept until its `exp`, never past it.
 struct UntilExp;
 
-impl moka::Expiry<[u8; 32], (Caller, u64)> for UntilExp {
+impl moka::Expiry<[u8; 32], Verified> for UntilExp {
     fn expire_after_create(
         &self,
         _key: &[u8; 32],
-        value: &(Caller, u64),
+        value: &Verified,
         _created_at: std::time::Instant,
     ) -> Option<std::time::Duration> {
         let left = value
-            .1
+            .exp
             .saturating_sub(jsonwebtoken::get_current_timestamp());
         Some(std::time::Duration::from_secs(left))
     }
@@ -103,8 +111,9 @@ impl moka::Expiry<[u8; 32], (Caller, u64)> for UntilExp {
 pub struct Authenticator {
     keys: Arc<KeyStore>,
     /// Tokens already validated, by the SHA-256 of the token, each until its `exp`: a caller
-    /// presents the same token for up to an hour, and its signature need not be checked again.
-    verified: moka::future::Cache<[u8; 32], (Caller, u64)>,
+    /// presents the same token for up to an hour, and its signature need not be checked again
+    /// while the issuer still publishes the key that signed it.
+    verified: moka::future::Cache<[u8; 32], Verified>,
     algorithms: Vec<Algorithm>,
     validation: Validation,
     /// Empty means: any tenant of a configured issuer (the issuer check already pins it).
@@ -171,18 +180,28 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        if let Some((caller, exp)) = self.verified.get(&digest).await
-            && exp > jsonwebtoken::get_current_timestamp()
-        {
-            return Ok(caller);
+        if let Some(verified) = self.verified.get(&digest).await {
+            // A key the issuer no longer publishes (retired, perhaps compromised) takes its
+            // tokens with it: they are validated again, and refused.
+            if verified.exp > jsonwebtoken::get_current_timestamp()
+                && self.keys.holds(&verified.kid)
+            {
+                return Ok(verified.caller);
+            }
+            self.verified.invalidate(&digest).await;
         }
-        let (caller, exp) = self.validate(token).await?;
-        self.verified.insert(digest, (caller.clone(), exp)).await;
+        let (caller, exp, kid) = self.validate(token).await?;
+        let verified = Verified {
+            caller: caller.clone(),
+            exp,
+            kid: kid.into(),
+        };
+        self.verified.insert(digest, verified).await;
         Ok(caller)
     }
 
     /// Checks a token fully: its signature, its claims, its tenant.
-    async fn validate(&self, token: &str) -> Result<(Caller, u64), ApiError> {
+    async fn validate(&self, token: &str) -> Result<(Caller, u64, String), ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::invalid_token("The token is not a well-formed signed JWT."))?;
         if !self.algorithms.contains(&header.alg) {
@@ -232,7 +251,7 @@ impl Authenticator {
                 })
             })?;
         let exp = data.claims.exp;
-        Ok((self.caller_from(data.claims)?, exp))
+        Ok((self.caller_from(data.claims)?, exp, kid))
     }
 
     fn caller_from(&self, claims: Claims) -> Result<Caller, ApiError> {

@@ -191,6 +191,26 @@ async fn a_rotated_in_key_is_accepted_at_once() {
 }
 
 #[tokio::test]
+async fn a_token_already_accepted_is_refused_once_its_key_is_no_longer_published() {
+    let app = spawn_app().await;
+    let old = app.admin_token();
+    let read = format!(
+        "{}/v1.0/servicePrincipals/{SALESFORCE_SP}/synchronization/jobs",
+        app.base
+    );
+    let get = |token: String| {
+        let request = app.http.get(&read).bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(get(old.clone()).await.status(), 200, "validated and kept");
+    // The issuer retires the key; a token signed with the new one makes the facade fetch the
+    // key set again, without the old key.
+    app.emulator.rotate_keys(true);
+    assert_eq!(get(app.admin_token()).await.status(), 200);
+    assert_error(get(old).await, 401, "InvalidAuthenticationToken").await;
+}
+
+#[tokio::test]
 async fn a_flood_of_unknown_kids_fetches_the_key_set_a_bounded_number_of_times() {
     let app = spawn_app().await;
     let fetched = app.emulator.count(Operation::Jwks);
