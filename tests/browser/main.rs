@@ -762,3 +762,74 @@ async fn while_one_preview_is_asked_for_another_start_button_does_not_replace_it
     assert!(starts[0]["path"].as_str().unwrap().contains(quarantined));
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn a_token_the_service_stops_accepting_ends_the_session_in_words() {
+    let Some(driver) = driver() else { return };
+    let dev = Dev::start();
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &dev, ADA, None).await;
+    browser
+        .wait_for(
+            "every seeded job listed",
+            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
+            15,
+        )
+        .await;
+    // Entra retires the key that signed the page's token; a token signed with the new key makes
+    // the facade fetch the keys again, and the page's token no longer validates.
+    let rotated = Dev::http()
+        .post(format!(
+            "{}/_emulator/keys/rotate?retireOld=true",
+            dev.emulator
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(rotated.status().is_success());
+    let fresh: Value = Dev::http()
+        .post(format!("{}/_emulator/tokens", dev.emulator))
+        .json(&json!({"kind": "app", "clientId": "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let base = dev.page.trim_end_matches("/ui");
+    let read = Dev::http()
+        .get(format!(
+            "{base}/v1.0/servicePrincipals/2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d/synchronization/jobs"
+        ))
+        .bearer_auth(fresh["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "the facade knows the new key");
+
+    browser.click(&browser.find("#refresh").await).await;
+    let notice = browser
+        .wait_for(
+            "the refusal of the old token",
+            "return document.getElementById('signed-in').hidden && document.getElementById('notice').textContent",
+            10,
+        )
+        .await;
+    assert!(
+        notice
+            .as_str()
+            .unwrap()
+            .starts_with("The service no longer accepts your sign-in"),
+        "{notice}"
+    );
+    assert_eq!(
+        browser
+            .run(
+                "return document.querySelectorAll('article.job').length",
+                json!([])
+            )
+            .await,
+        0
+    );
+    browser.quit().await;
+}
