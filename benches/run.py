@@ -19,8 +19,9 @@ import json, os, re, signal, socket, subprocess, tempfile, time, urllib.error, u
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACADE = os.environ.get("BENCH_FACADE", os.path.join(ROOT, "target/release/syncjob-facade"))
-# BENCH_ONLY=facade: measure the facade's start path alone; BENCH_PERF=FILE: record a perf
-# profile of the facade (`perf record -g`) while it is measured.
+# BENCH_ONLY=facade: measure the facade's start path alone; BENCH_ONLY=connections: only the
+# fresh facade with 1,000 connections (its peak RSS); BENCH_PERF=FILE: record a perf profile of
+# the facade (`perf record -g`) while it is measured.
 ONLY = os.environ.get("BENCH_ONLY")
 PERF = os.environ.get("BENCH_PERF")
 EMULATOR = os.path.join(ROOT, "target/release/syncjob-emulator")
@@ -252,12 +253,13 @@ wrk.path = "/v1.0/servicePrincipals/{SP}/synchronization/jobs/{JOB}"
 wrk.headers["Authorization"] = "Bearer {token}"
 """)
     starts = {}
-    for name, port, server in [
+    phases = [] if ONLY == "connections" else [
         ("upstream direct", up_port, upstream),
         ("nginx proxy_pass (no auth)", proxy_port, proxy),
         ("HAProxy + jwt_verify", haproxy_port, haproxy),
         ("syncjob-facade", facade_port, facade),
-    ]:
+    ]
+    for name, port, server in phases:
         if ONLY and server is not facade:
             continue
         warm = wrk(f"http://127.0.0.1:{port}", start_lua, server.pid, secs=2)
@@ -276,12 +278,13 @@ wrk.headers["Authorization"] = "Bearer {token}"
         print(name, starts[name], flush=True)
     results["starts"] = starts
     results["facade_peak_rss_mb_64"] = round(peak_rss_mb(facade.pid), 1)
-    if ONLY:
+    if ONLY == "facade":
         print(json.dumps(results, indent=1))
         return
-    results["facade_cached_reads"] = wrk(f"http://127.0.0.1:{facade_port}", read_lua, facade.pid)
-    print("cached reads", results["facade_cached_reads"], flush=True)
-    results["facade_jobs_recorded"] = sum(s["requests"] for s in [warm_facade, starts["syncjob-facade"]])
+    if ONLY != "connections":
+        results["facade_cached_reads"] = wrk(f"http://127.0.0.1:{facade_port}", read_lua, facade.pid)
+        print("cached reads", results["facade_cached_reads"], flush=True)
+        results["facade_jobs_recorded"] = sum(s["requests"] for s in [warm_facade, starts["syncjob-facade"]])
 
     # 1,000 connections: a fresh facade (its guard store empty), starts spread over 1,000 jobs, so
     # that the figure is what connections cost rather than what a million distinct jobs recorded.
@@ -295,6 +298,9 @@ wrk.headers["Authorization"] = "Bearer {token}"
     results["facade_1000_connections"] = wrk(f"http://127.0.0.1:{fresh_port}", jobs_lua, fresh.pid, conns=1000)
     results["facade_peak_rss_mb_1000"] = round(peak_rss_mb(fresh.pid), 1)
     print("1000 connections", results["facade_1000_connections"], results["facade_peak_rss_mb_1000"], flush=True)
+    if ONLY == "connections":
+        print(json.dumps(results, indent=1))
+        return
 
     # 1,000 concurrent starts of one job: a facade against the emulator's Graph, its start slowed.
     coalesce_port = free_port()
