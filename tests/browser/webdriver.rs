@@ -62,6 +62,11 @@ impl Driver {
                     "--no-default-browser-check",
                     "--disable-extensions",
                     "--no-proxy-server",
+                    // No calls home: the machine's network is closed beyond loopback.
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
                     format!("--window-size={width},{height}"),
                 ],
             },

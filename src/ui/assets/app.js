@@ -325,6 +325,11 @@ class Group {
 
   update(list) {
     const jobs = Array.isArray(list?.value) ? list.value : [];
+    if (this.failure) {
+      this.failure = null;
+      this.status.setAttribute("role", "status");
+      showFailures();
+    }
     this.status.className = "hint";
     this.status.hidden = jobs.length > 0;
     this.status.textContent = "This service principal has no provisioning jobs.";
@@ -350,10 +355,11 @@ class Group {
   }
 
   fail(text) {
+    this.failure = text;
     this.status.hidden = false;
     this.status.className = "error";
     this.status.setAttribute("role", "alert");
-    this.status.textContent = text;
+    showFailures();
   }
 
   close() {
@@ -549,6 +555,18 @@ class Card {
     } else {
       this.later(() => this.poll(from, since), POLL_EVERY_MS);
     }
+  }
+}
+
+/** Each refusal in full once, from the top: a group below with the same one says so briefly. */
+function showFailures() {
+  const shown = new Set();
+  for (const group of groups.values()) {
+    if (!group.failure) continue;
+    group.status.textContent = shown.has(group.failure)
+      ? "Refused for the same reason as above."
+      : group.failure;
+    shown.add(group.failure);
   }
 }
 
