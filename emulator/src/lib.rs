@@ -595,6 +595,7 @@ client_secret = "{client_secret}"
   issuer        {issuer}
   discovery     {discovery}
   token         {token_url}
+  sign-in       {authority}/oauth2/v2.0/authorize   (the seeded users; a facade's /ui signs in here)
   tenant        {tenant}
   calls/faults  {base}/_emulator/calls, {base}/_emulator/faults
 
@@ -617,6 +618,7 @@ A facade pointed here (its configuration file):
             issuer = self.issuer(),
             discovery = self.openid_config_url(),
             token_url = self.token_url(),
+            authority = self.authority(),
             tenant = self.tenant_id(),
             facade_name = facade_app.display_name,
             client_id = facade_app.client_id,
