@@ -842,3 +842,67 @@ async fn a_token_the_service_stops_accepting_ends_the_session_in_words() {
     );
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn signing_out_while_a_start_is_on_its_way_says_its_outcome_is_not_known() {
+    let Some(driver) = driver() else { return };
+    let dev = Dev::start();
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &dev, ADA, None).await;
+    browser
+        .wait_for(
+            "every seeded job listed",
+            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
+            15,
+        )
+        .await;
+    browser
+        .run(
+            &format!("{}.querySelector('.start').click()", card(SALESFORCE_JOB)),
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the preview",
+            "return document.getElementById('preview').open && !document.getElementById('preview-confirm').hidden",
+            10,
+        )
+        .await;
+    // Graph takes 2 s to answer this start; the person signs out meanwhile.
+    let fault = Dev::http()
+        .post(format!("{}/_emulator/faults", dev.emulator))
+        .json(&json!({"operation": "start", "delayMs": 2000}))
+        .send()
+        .await
+        .unwrap();
+    assert!(fault.status().is_success());
+    browser.press(ENTER).await;
+    browser
+        .wait_for(
+            "the start on its way",
+            &format!(
+                "return {}.querySelector('.job-message').textContent === 'Sending the start…'",
+                card(SALESFORCE_JOB)
+            ),
+            5,
+        )
+        .await;
+    browser.click(&browser.find("#sign-out").await).await;
+    let notice = browser
+        .run(
+            "return document.getElementById('notice').textContent",
+            json!([]),
+        )
+        .await;
+    let notice = notice.as_str().unwrap();
+    assert!(
+        notice.starts_with("You are signed out of this page."),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("A start of salesforce was on its way: whether it reached Microsoft Graph is not known here."),
+        "{notice}"
+    );
+    browser.quit().await;
+}

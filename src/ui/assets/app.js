@@ -182,11 +182,14 @@ function startSession(token, expiresAt, name) {
   for (const id of settings.servicePrincipals) openGroup(id);
 }
 
-/** Forgets the token and everything read with it. */
-function endSession(message, ok = false) {
+/** Forgets the token and everything read with it. `refused`: the service turned the token down,
+ * so no start sent with it can have reached Graph. */
+function endSession(message, ok = false, refused = false) {
   if (session) clearTimeout(session.timer);
   session = null;
-  const inFlight = [...groups.values()].flatMap((g) => [...g.cards.values()]).filter((c) => c.sending);
+  const inFlight = refused
+    ? []
+    : [...groups.values()].flatMap((g) => [...g.cards.values()]).filter((c) => c.sending);
   for (const group of groups.values()) group.close();
   groups.clear();
   $("groups").replaceChildren();
@@ -225,7 +228,7 @@ async function api(method, path, headers = {}) {
   // Signed out (or in again) while this was on its way: the answer belongs to nobody here.
   if (session !== current) throw new SignedOut();
   if (response.status === 401) {
-    endSession("The service no longer accepts your sign-in (it expired or was revoked). Sign in again to go on.");
+    endSession("The service no longer accepts your sign-in (it expired or was revoked). Sign in again to go on.", false, true);
     throw new SignedOut();
   }
   const text = await response.text();
