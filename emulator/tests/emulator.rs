@@ -1922,7 +1922,13 @@ async fn the_sign_in_page_lists_the_seeded_users_and_its_code_redeems_once_for_a
         "Ada Admin",
         "Rita Reader",
         "Mia Mfa",
+        "Gail Global Reader",
         "syncjob-facade operator page",
+        "provisioning-portal (caller, full)",
+        "hr-automation (caller, owned-by only)",
+        "Application Administrator",
+        "Global Reader</small>",
+        "no directory role",
     ] {
         assert!(html.contains(name), "{name} on the page: {html}");
     }

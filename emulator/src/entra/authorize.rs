@@ -305,7 +305,8 @@ pub(crate) async fn sign_in_page(
             let roles = if user.wids.is_empty() {
                 "no directory role".to_owned()
             } else {
-                format!("directory roles: {}", user.wids.len())
+                let names: Vec<&str> = user.wids.iter().map(|id| role_name(id)).collect();
+                names.join(", ")
             };
             format!(
                 "<li><button type=\"submit\" name=\"user\" value=\"{}\"><strong>{}</strong> <span>{}</span> <small>{}</small></button></li>",
@@ -316,11 +317,32 @@ pub(crate) async fn sign_in_page(
             )
         })
         .collect();
+    // Applications do not sign in interactively; listed so that a developer sees the tenant.
+    let apps: String = emu
+        .seed()
+        .applications
+        .iter()
+        .map(|app| {
+            let roles = if app.roles.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", app.roles.join(", "))
+            };
+            format!(
+                "<li>{} <small>{}{}</small></li>",
+                escape(&app.display_name),
+                escape(&app.client_id),
+                escape(&roles)
+            )
+        })
+        .collect();
     let body = format!(
         "<p><strong>{app}</strong> asks to sign you in with access to {audience}: {scopes}.</p>\
          <p>This is the emulator's Entra, for development: pick a seeded user (no password).</p>\
          <form method=\"post\">{hidden}<ul>{users}</ul>\
-         <button type=\"submit\" name=\"cancel\" value=\"1\" class=\"cancel\">Cancel</button></form>",
+         <button type=\"submit\" name=\"cancel\" value=\"1\" class=\"cancel\">Cancel</button></form>\
+         <details><summary>Applications in this tenant (they use client credentials, not this page)</summary>\
+         <ul class=\"apps\">{apps}</ul></details>",
         app = escape(&checked.app.display_name),
         audience = FACADE_AUDIENCE,
         scopes = escape(&scopes.join(", ")),
@@ -536,6 +558,18 @@ pub(crate) fn verifier_matches(verifier: &str, challenge: &str, method: &str) ->
         .is_ok()
 }
 
+/// The name of a directory role template the seed uses, or its id.
+fn role_name(id: &str) -> &str {
+    match id {
+        "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3" => "Application Administrator",
+        "158c047a-c907-4556-b7ef-446551a6b5f7" => "Cloud Application Administrator",
+        "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2" => "Hybrid Identity Administrator",
+        "62e90394-69f5-4237-9190-012177145e10" => "Global Administrator",
+        "f2ef992c-3afb-46b9-b7cf-a126ee74c451" => "Global Reader",
+        other => other,
+    }
+}
+
 /// RFC 7636's alphabet and length for verifiers (and so for challenges).
 fn is_pkce_text(text: &str) -> bool {
     (43..=128).contains(&text.len())
@@ -632,7 +666,8 @@ main{max-width:32rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radi
 ul{list-style:none;padding:0}li{margin:.5rem 0}\
 button{width:100%;text-align:left;padding:.75rem;border:1px solid #9ca3af;border-radius:6px;background:#fff;font:inherit;cursor:pointer}\
 button:focus,button:hover{border-color:#1d4ed8;outline:2px solid #1d4ed8}\
-button span,button small{display:block;color:#374151}.cancel{text-align:center}.error{color:#b91c1c}";
+button span,button small{display:block;color:#374151}.cancel{text-align:center}.error{color:#b91c1c}\
+details{margin-top:1rem;color:#374151}.apps li{margin:.25rem 0}.apps small{display:block;color:#6b7280}";
 
 #[cfg(test)]
 mod tests {
