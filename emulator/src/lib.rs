@@ -140,6 +140,18 @@ pub struct SeedUser {
     pub requires_mfa: bool,
 }
 
+impl SeedUser {
+    /// Who the user is, as every token issued for them says it.
+    pub(crate) fn identity_claims(&self) -> Value {
+        json!({
+            "oid": self.object_id,
+            "sub": self.object_id,
+            "name": self.name,
+            "preferred_username": self.preferred_username,
+        })
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SeedServicePrincipal {
@@ -776,13 +788,10 @@ impl Emulator {
             .find(|app| app.display_name.starts_with("provisioning-portal"))
             .or(seed.applications.first())?;
         let mut claims = self.base_claims(FACADE_AUDIENCE, &self.issuer());
+        extend(&mut claims, user.identity_claims());
         extend(
             &mut claims,
             json!({
-                "oid": user.object_id,
-                "sub": user.object_id,
-                "name": user.name,
-                "preferred_username": user.preferred_username,
                 "scp": "Synchronization.ReadWrite.All",
                 "wids": user.wids,
                 "azp": portal.client_id,

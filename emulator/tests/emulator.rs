@@ -1854,17 +1854,15 @@ fn authorize_url(emu: &Emulator) -> String {
     format!("{}/oauth2/v2.0/authorize", emu.authority())
 }
 
-/// Signs in as `user` on the sign-in page's form; the redirect's query parameters.
-async fn sign_in(
+/// Posts the sign-in page's form; where it redirects back to, and that address's query
+/// parameters.
+async fn post_authorize(
     emu: &Emulator,
-    params: &[(&str, String)],
-    user: &str,
+    form: &[(&str, String)],
 ) -> (String, Vec<(String, String)>) {
-    let mut form: Vec<(&str, String)> = params.to_vec();
-    form.push(("user", user.to_owned()));
     let response = no_redirects()
         .post(authorize_url(emu))
-        .form(&form)
+        .form(form)
         .send()
         .await
         .unwrap();
@@ -1878,11 +1876,46 @@ async fn sign_in(
     (location, pairs)
 }
 
+/// Signs in as `user` on the sign-in page's form; the redirect's query parameters.
+async fn sign_in(
+    emu: &Emulator,
+    params: &[(&str, String)],
+    user: &str,
+) -> (String, Vec<(String, String)>) {
+    let mut form: Vec<(&str, String)> = params.to_vec();
+    form.push(("user", user.to_owned()));
+    post_authorize(emu, &form).await
+}
+
 fn pair<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// The page's code redemption at the token endpoint, from `origin`, with `extra` parameters.
+async fn redeem_from(
+    emu: &Emulator,
+    origin: Option<&str>,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", OPERATOR_PAGE_APP),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+    ];
+    form.extend_from_slice(extra);
+    let mut request = http().post(emu.token_url()).form(&form);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.unwrap()
 }
 
 async fn redeem(
@@ -1891,19 +1924,15 @@ async fn redeem(
     redirect_uri: &str,
     verifier: &str,
 ) -> reqwest::Response {
-    http()
-        .post(emu.token_url())
-        .header("origin", OPERATOR_PAGE_ORIGIN)
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", OPERATOR_PAGE_APP),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
+    redeem_from(
+        emu,
+        Some(OPERATOR_PAGE_ORIGIN),
+        code,
+        redirect_uri,
+        verifier,
+        &[],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -2071,19 +2100,7 @@ async fn a_request_without_pkce_or_with_a_foreign_scope_goes_back_as_an_error_an
         (foreign_scope, "invalid_scope", "AADSTS65005"),
         (cancelled, "access_denied", "AADSTS65004"),
     ] {
-        let response = no_redirects()
-            .post(authorize_url(&emu))
-            .form(&params)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 303);
-        let location = response.headers()["location"].to_str().unwrap();
-        let url = reqwest::Url::parse(location).unwrap();
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let (location, pairs) = post_authorize(&emu, &params).await;
         assert_eq!(pair(&pairs, "error"), Some(error), "{location}");
         assert!(
             pair(&pairs, "error_description")
@@ -2102,20 +2119,8 @@ async fn redeem_with(
     extra: &[(&str, &str)],
 ) -> reqwest::Response {
     let (_, pairs) = sign_in(emu, &authorize_params(OPERATOR_PAGE_URI), ADA).await;
-    let code = pair(&pairs, "code").unwrap().to_owned();
-    let mut form = vec![
-        ("grant_type", "authorization_code"),
-        ("client_id", OPERATOR_PAGE_APP),
-        ("code", code.as_str()),
-        ("redirect_uri", OPERATOR_PAGE_URI),
-        ("code_verifier", VERIFIER),
-    ];
-    form.extend_from_slice(extra);
-    let mut request = http().post(emu.token_url()).form(&form);
-    if let Some(origin) = origin {
-        request = request.header("origin", origin);
-    }
-    request.send().await.unwrap()
+    let code = pair(&pairs, "code").unwrap();
+    redeem_from(emu, origin, code, OPERATOR_PAGE_URI, VERIFIER, extra).await
 }
 
 #[tokio::test]
@@ -2165,18 +2170,7 @@ async fn a_malformed_challenge_or_a_client_that_is_no_single_page_application_ge
     let emu = emulator().await;
     let mut short = authorize_params(OPERATOR_PAGE_URI);
     short[6].1 = "x".to_owned();
-    let response = no_redirects()
-        .post(authorize_url(&emu))
-        .form(&short)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303);
-    let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
-    let pairs: Vec<(String, String)> = location
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let (location, pairs) = post_authorize(&emu, &short).await;
     assert_eq!(pair(&pairs, "error"), Some("invalid_request"), "{location}");
     assert_eq!(pair(&pairs, "code"), None, "{location}");
 

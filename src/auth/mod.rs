@@ -190,18 +190,14 @@ impl Authenticator {
             }
             self.verified.invalidate(&digest).await;
         }
-        let (caller, exp, kid) = self.validate(token).await?;
-        let verified = Verified {
-            caller: caller.clone(),
-            exp,
-            kid: kid.into(),
-        };
+        let verified = self.validate(token).await?;
+        let caller = verified.caller.clone();
         self.verified.insert(digest, verified).await;
         Ok(caller)
     }
 
     /// Checks a token fully: its signature, its claims, its tenant.
-    async fn validate(&self, token: &str) -> Result<(Caller, u64, String), ApiError> {
+    async fn validate(&self, token: &str) -> Result<Verified, ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::invalid_token("The token is not a well-formed signed JWT."))?;
         if !self.algorithms.contains(&header.alg) {
@@ -251,7 +247,11 @@ impl Authenticator {
                 })
             })?;
         let exp = data.claims.exp;
-        Ok((self.caller_from(data.claims)?, exp, kid))
+        Ok(Verified {
+            caller: self.caller_from(data.claims)?,
+            exp,
+            kid: kid.into(),
+        })
     }
 
     fn caller_from(&self, claims: Claims) -> Result<Caller, ApiError> {

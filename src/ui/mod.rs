@@ -9,6 +9,7 @@
 //! allows its own files and, beside the facade, only the authority's token endpoint.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -144,33 +145,42 @@ pub fn routes<S: Clone + Send + Sync + 'static>(config: &UiConfig) -> Router<S> 
     })
     .to_string();
     let headers = Headers::new(authority);
-    let file = move |content_type: &'static str, body: String| {
+    // Bodies are `Bytes`: a request clones a reference, not the file.
+    let file = |content_type: &'static str, body: Bytes| {
         let headers = headers.clone();
-        move || {
-            let headers = headers.clone();
-            let body = body.clone();
-            async move { headers.respond(content_type, body) }
-        }
+        get(move || std::future::ready(headers.respond(content_type, body.clone())))
     };
     Router::new()
         .route(
             "/ui",
-            get(file("text/html; charset=utf-8", INDEX_HTML.to_owned())),
+            file(
+                "text/html; charset=utf-8",
+                Bytes::from_static(INDEX_HTML.as_bytes()),
+            ),
         )
         .route("/ui/", get(|| async { Redirect::permanent("/ui") }))
         .route(
             "/ui/app.js",
-            get(file("text/javascript; charset=utf-8", APP_JS.to_owned())),
+            file(
+                "text/javascript; charset=utf-8",
+                Bytes::from_static(APP_JS.as_bytes()),
+            ),
         )
         .route(
             "/ui/app.css",
-            get(file("text/css; charset=utf-8", APP_CSS.to_owned())),
+            file(
+                "text/css; charset=utf-8",
+                Bytes::from_static(APP_CSS.as_bytes()),
+            ),
         )
         .route(
             "/ui/favicon.svg",
-            get(file("image/svg+xml", FAVICON_SVG.to_owned())),
+            file("image/svg+xml", Bytes::from_static(FAVICON_SVG.as_bytes())),
         )
-        .route("/ui/settings.json", get(file("application/json", settings)))
+        .route(
+            "/ui/settings.json",
+            file("application/json", Bytes::from(settings)),
+        )
 }
 
 /// The headers of every file of the page.
@@ -196,7 +206,7 @@ impl Headers {
         }
     }
 
-    fn respond(&self, content_type: &'static str, body: String) -> Response {
+    fn respond(&self, content_type: &'static str, body: Bytes) -> Response {
         (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),

@@ -109,6 +109,15 @@ impl TestApp {
         .await
     }
 
+    /// A GET without a token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("facade answers")
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut request = self.http.post(format!("{}{path}", self.base));
         if let Some(token) = token {

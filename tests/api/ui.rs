@@ -17,12 +17,7 @@ const PAGE_FILES: [(&str, &str); 5] = [
 async fn without_a_ui_section_the_page_does_not_exist() {
     let app = spawn_app_with(|config, _| config.ui = None).await;
     for (path, _) in PAGE_FILES {
-        let response = app
-            .http
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(path).await;
         assert_eq!(response.status(), 404, "{path}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "NotFound", "{path}");
@@ -40,12 +35,7 @@ async fn every_file_of_the_page_carries_a_strict_policy_and_no_secret_reaches_it
         app.emulator.base_url()
     );
     for (path, content_type) in PAGE_FILES {
-        let response = app
-            .http
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
         let headers = response.headers();
         assert_eq!(headers["content-type"], content_type, "{path}");
@@ -59,30 +49,14 @@ async fn every_file_of_the_page_carries_a_strict_policy_and_no_secret_reaches_it
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
     }
 
-    let html = app
-        .http
-        .get(format!("{}/ui", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get("/ui").await.text().await.unwrap();
     assert!(
         !html.contains("<script>") && !html.contains(" style="),
         "no inline script or style"
     );
     assert!(html.contains("<script type=\"module\" src=\"/ui/app.js\"></script>"));
 
-    let settings: Value = app
-        .http
-        .get(format!("{}/ui/settings.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settings: Value = app.get("/ui/settings.json").await.json().await.unwrap();
     let seed = app.emulator.seed();
     assert_eq!(
         settings,

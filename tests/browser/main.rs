@@ -78,24 +78,50 @@ impl Dev {
         reqwest::Client::builder().no_proxy().build().unwrap()
     }
 
+    /// The facade's address (the page's without `/ui`).
+    fn base(&self) -> &str {
+        self.page.trim_end_matches("/ui")
+    }
+
+    /// A call to the emulator's control API, `/_emulator/{path}`.
+    async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request =
+            Self::http().request(method, format!("{}/_emulator/{path}", self.emulator));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Started jobs begin to run `ms` later.
     async fn start_delay(&self, ms: u64) {
-        let response = Self::http()
-            .put(format!("{}/_emulator/start-delay", self.emulator))
-            .json(&json!({"milliseconds": ms}))
-            .send()
-            .await
-            .unwrap();
+        let response = self
+            .control(
+                reqwest::Method::PUT,
+                "start-delay",
+                Some(json!({"milliseconds": ms})),
+            )
+            .await;
         assert_eq!(response.status(), 204);
+    }
+
+    /// The starts Graph received.
+    async fn starts(&self) -> Vec<Value> {
+        let mut calls = self.graph_calls().await;
+        calls.retain(|c| c["operation"] == "start");
+        calls
     }
 
     /// The Graph operations the emulator has recorded (`start`, `getJob`, `listJobs`, ...).
     async fn graph_calls(&self) -> Vec<Value> {
-        let calls: Value = Self::http()
-            .get(format!("{}/_emulator/calls", self.emulator))
-            .send()
+        let calls: Value = self
+            .control(reqwest::Method::GET, "calls", None)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -179,6 +205,37 @@ fn card(job: &str) -> String {
     )
 }
 
+/// Clicks the Start button of a job's card.
+async fn click_start(browser: &Browser, job: &str) {
+    browser
+        .run(
+            &format!("{}.querySelector('.start').click()", card(job)),
+            json!([]),
+        )
+        .await;
+}
+
+/// Waits until the jobs of every configured service principal are listed.
+async fn wait_for_every_job(browser: &Browser) {
+    browser
+        .wait_for(
+            "every seeded job listed",
+            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
+            15,
+        )
+        .await;
+}
+
+/// A browser signed in as `user` on a fresh `dev`, every job listed; `None` without a browser.
+async fn signed_in(user: &str) -> Option<(Driver, Dev, Browser)> {
+    let driver = driver()?;
+    let dev = Dev::start();
+    let browser = driver.session(1280, 900).await;
+    sign_in(&browser, &dev, user, None).await;
+    wait_for_every_job(&browser).await;
+    Some((driver, dev, browser))
+}
+
 fn severe(console: &[(String, String)]) -> Vec<&(String, String)> {
     console
         .iter()
@@ -235,13 +292,7 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
     );
 
     // The jobs of the configured service principals, with what the reads say.
-    browser
-        .wait_for(
-            "every seeded job listed",
-            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
-            15,
-        )
-        .await;
+    wait_for_every_job(&browser).await;
     let salesforce = card(SALESFORCE_JOB);
     let shown = browser
         .run(
@@ -302,13 +353,7 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
     );
     assert!(text.contains("Synchronization.ReadWrite.All"), "{text}");
     assert_eq!(report[1], "preview-confirm", "Start has the focus");
-    assert!(
-        dev.graph_calls()
-            .await
-            .iter()
-            .all(|c| c["operation"] != "start"),
-        "the preview sends nothing"
-    );
+    assert!(dev.starts().await.is_empty(), "the preview sends nothing");
     save_screenshot("preview.png", &browser.screenshot().await);
 
     // The job begins to run 2.5 s after Graph accepts the start, so the page polls (and its
@@ -355,23 +400,12 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
         "polling read the job with If-None-Match: {unchanged}"
     );
     save_screenshot("started.png", &browser.screenshot().await);
-    let starts: Vec<Value> = dev
-        .graph_calls()
-        .await
-        .into_iter()
-        .filter(|c| c["operation"] == "start")
-        .collect();
+    let starts: Vec<Value> = dev.starts().await;
     assert_eq!(starts.len(), 1, "one start reached Graph: {starts:?}");
     assert!(starts[0]["path"].as_str().unwrap().contains(SALESFORCE_JOB));
 
     // A running job: the preview says why a start would be refused, and offers no Start.
-    let running = card(RUNNING_JOB);
-    browser
-        .run(
-            &format!("{running}.querySelector('.start').click()"),
-            json!([]),
-        )
-        .await;
+    click_start(&browser, RUNNING_JOB).await;
     browser
         .wait_for(
             "the refusal preview",
@@ -399,12 +433,7 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
         )
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let starts = dev
-        .graph_calls()
-        .await
-        .into_iter()
-        .filter(|c| c["operation"] == "start")
-        .count();
+    let starts = dev.starts().await.len();
     assert_eq!(starts, 1, "Escape sends nothing");
 
     // Started by someone else since the page read it: the preview says when a start is allowed.
@@ -413,19 +442,14 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
     let started = Dev::http()
         .post(format!(
             "{}/v1.0/servicePrincipals/4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d/synchronization/jobs/{quarantined}/start",
-            dev.page.trim_end_matches("/ui")
+            dev.base()
         ))
         .bearer_auth(&dev.admin_token)
         .send()
         .await
         .unwrap();
     assert_eq!(started.status(), 204);
-    browser
-        .run(
-            &format!("{}.querySelector('.start').click()", card(quarantined)),
-            json!([]),
-        )
-        .await;
+    click_start(&browser, quarantined).await;
     let cooldown = browser
         .wait_for(
             "the cooldown explained",
@@ -472,12 +496,7 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
         .run(&format!("{provisioning}.scrollIntoView()"), json!([]))
         .await;
     browser.run(COUNT_SHIFTS, json!([])).await;
-    browser
-        .run(
-            &format!("{provisioning}.querySelector('.start').click()"),
-            json!([]),
-        )
-        .await;
+    click_start(&browser, NOT_RUN_JOB).await;
     browser
         .wait_for(
             "the phone's preview",
@@ -613,12 +632,13 @@ async fn a_user_without_a_role_sees_the_refusal_explained_and_nothing_reaches_gr
 async fn an_expired_sign_in_is_said_in_words_and_its_token_forgotten() {
     let Some(driver) = driver() else { return };
     let dev = Dev::start();
-    let shortened = Dev::http()
-        .put(format!("{}/_emulator/sign-in-lifetime", dev.emulator))
-        .json(&json!({"seconds": 3}))
-        .send()
-        .await
-        .unwrap();
+    let shortened = dev
+        .control(
+            reqwest::Method::PUT,
+            "sign-in-lifetime",
+            Some(json!({"seconds": 3})),
+        )
+        .await;
     assert_eq!(shortened.status(), 204);
     let browser = driver.session(1280, 900).await;
     sign_in(&browser, &dev, ADA, None).await;
@@ -648,23 +668,10 @@ async fn an_expired_sign_in_is_said_in_words_and_its_token_forgotten() {
 
 #[tokio::test]
 async fn a_global_reader_sees_the_jobs_and_a_start_refused_in_words_before_anything_is_sent() {
-    let Some(driver) = driver() else { return };
-    let dev = Dev::start();
-    let browser = driver.session(1280, 900).await;
-    sign_in(&browser, &dev, GAIL, None).await;
-    browser
-        .wait_for(
-            "the jobs a reader may see",
-            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
-            15,
-        )
-        .await;
-    browser
-        .run(
-            &format!("{}.querySelector('.start').click()", card(SALESFORCE_JOB)),
-            json!([]),
-        )
-        .await;
+    let Some((_driver, dev, browser)) = signed_in(GAIL).await else {
+        return;
+    };
+    click_start(&browser, SALESFORCE_JOB).await;
     let refusal = browser
         .wait_for(
             "the refusal",
@@ -684,13 +691,7 @@ async fn a_global_reader_sees_the_jobs_and_a_start_refused_in_words_before_anyth
     assert_eq!(refusal[1], true, "no Start to confirm");
     assert_eq!(refusal[2], "Start salesforce?");
     save_screenshot("reader-refused.png", &browser.screenshot().await);
-    assert!(
-        dev.graph_calls()
-            .await
-            .iter()
-            .all(|c| c["operation"] != "start"),
-        "nothing started"
-    );
+    assert!(dev.starts().await.is_empty(), "nothing started");
     let console = browser.console().await;
     for (_, message) in severe(&console) {
         assert!(message.contains("status of 403"), "{message}");
@@ -700,35 +701,23 @@ async fn a_global_reader_sees_the_jobs_and_a_start_refused_in_words_before_anyth
 
 #[tokio::test]
 async fn while_one_preview_is_asked_for_another_start_button_does_not_replace_it() {
-    let Some(driver) = driver() else { return };
-    let dev = Dev::start();
-    let browser = driver.session(1280, 900).await;
-    sign_in(&browser, &dev, ADA, None).await;
-    browser
-        .wait_for(
-            "every seeded job listed",
-            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
-            15,
-        )
-        .await;
+    let Some((_driver, dev, browser)) = signed_in(ADA).await else {
+        return;
+    };
     // The whatIf's preflight read of the first job takes 1.5 s; meanwhile the person clicks
     // another job's Start.
-    let fault = Dev::http()
-        .post(format!("{}/_emulator/faults", dev.emulator))
-        .json(&json!({"operation": "getJob", "delayMs": 1500}))
-        .send()
-        .await
-        .unwrap();
+    let fault = dev
+        .control(
+            reqwest::Method::POST,
+            "faults",
+            Some(json!({"operation": "getJob", "delayMs": 1500})),
+        )
+        .await;
     assert!(fault.status().is_success());
     let quarantined =
         "ServiceNowOutDelta.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
     for job in [quarantined, SALESFORCE_JOB] {
-        browser
-            .run(
-                &format!("{}.querySelector('.start').click()", card(job)),
-                json!([]),
-            )
-            .await;
+        click_start(&browser, job).await;
     }
     let title = browser
         .wait_for(
@@ -761,12 +750,7 @@ async fn while_one_preview_is_asked_for_another_start_button_does_not_replace_it
             15,
         )
         .await;
-    let starts: Vec<Value> = dev
-        .graph_calls()
-        .await
-        .into_iter()
-        .filter(|c| c["operation"] == "start")
-        .collect();
+    let starts: Vec<Value> = dev.starts().await;
     assert_eq!(starts.len(), 1, "{starts:?}");
     assert!(starts[0]["path"].as_str().unwrap().contains(quarantined));
     browser.quit().await;
@@ -774,38 +758,26 @@ async fn while_one_preview_is_asked_for_another_start_button_does_not_replace_it
 
 #[tokio::test]
 async fn a_token_the_service_stops_accepting_ends_the_session_in_words() {
-    let Some(driver) = driver() else { return };
-    let dev = Dev::start();
-    let browser = driver.session(1280, 900).await;
-    sign_in(&browser, &dev, ADA, None).await;
-    browser
-        .wait_for(
-            "every seeded job listed",
-            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
-            15,
-        )
-        .await;
+    let Some((_driver, dev, browser)) = signed_in(ADA).await else {
+        return;
+    };
     // Entra retires the key that signed the page's token; a token signed with the new key makes
     // the facade fetch the keys again, and the page's token no longer validates.
-    let rotated = Dev::http()
-        .post(format!(
-            "{}/_emulator/keys/rotate?retireOld=true",
-            dev.emulator
-        ))
-        .send()
-        .await
-        .unwrap();
+    let rotated = dev
+        .control(reqwest::Method::POST, "keys/rotate?retireOld=true", None)
+        .await;
     assert!(rotated.status().is_success());
-    let fresh: Value = Dev::http()
-        .post(format!("{}/_emulator/tokens", dev.emulator))
-        .json(&json!({"kind": "app", "clientId": "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"}))
-        .send()
+    let fresh: Value = dev
+        .control(
+            reqwest::Method::POST,
+            "tokens",
+            Some(json!({"kind": "app", "clientId": "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let base = dev.page.trim_end_matches("/ui");
+    let base = dev.base();
     let read = Dev::http()
         .get(format!(
             "{base}/v1.0/servicePrincipals/2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d/synchronization/jobs"
@@ -845,23 +817,10 @@ async fn a_token_the_service_stops_accepting_ends_the_session_in_words() {
 
 #[tokio::test]
 async fn signing_out_while_a_start_is_on_its_way_says_its_outcome_is_not_known() {
-    let Some(driver) = driver() else { return };
-    let dev = Dev::start();
-    let browser = driver.session(1280, 900).await;
-    sign_in(&browser, &dev, ADA, None).await;
-    browser
-        .wait_for(
-            "every seeded job listed",
-            &format!("return document.querySelectorAll('article.job').length === {SEEDED_JOBS}"),
-            15,
-        )
-        .await;
-    browser
-        .run(
-            &format!("{}.querySelector('.start').click()", card(SALESFORCE_JOB)),
-            json!([]),
-        )
-        .await;
+    let Some((_driver, dev, browser)) = signed_in(ADA).await else {
+        return;
+    };
+    click_start(&browser, SALESFORCE_JOB).await;
     browser
         .wait_for(
             "the preview",
@@ -870,12 +829,13 @@ async fn signing_out_while_a_start_is_on_its_way_says_its_outcome_is_not_known()
         )
         .await;
     // Graph takes 2 s to answer this start; the person signs out meanwhile.
-    let fault = Dev::http()
-        .post(format!("{}/_emulator/faults", dev.emulator))
-        .json(&json!({"operation": "start", "delayMs": 2000}))
-        .send()
-        .await
-        .unwrap();
+    let fault = dev
+        .control(
+            reqwest::Method::POST,
+            "faults",
+            Some(json!({"operation": "start", "delayMs": 2000})),
+        )
+        .await;
     assert!(fault.status().is_success());
     browser.press(ENTER).await;
     browser

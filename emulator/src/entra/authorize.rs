@@ -611,13 +611,10 @@ fn id_token_claims(
     nonce: Option<&str>,
 ) -> Value {
     let mut claims = emu.base_claims(&app.client_id, &emu.issuer());
+    extend(&mut claims, user.identity_claims());
     extend(
         &mut claims,
         json!({
-            "oid": user.object_id,
-            "sub": user.object_id,
-            "name": user.name,
-            "preferred_username": user.preferred_username,
             "nonce": nonce,
             "ver": "2.0",
         }),
