@@ -39,7 +39,8 @@ pub struct UiConfig {
     pub authority: Option<SecureUrl>,
     /// The scopes the page asks for; by default the first audience's first start scope.
     pub scopes: Vec<String>,
-    /// Service principals (object ids or appIds) whose jobs the page lists on opening.
+    /// Service principals whose jobs the page lists on opening: `<guid>` (an object id) or
+    /// `appId=<guid>` (the application's appId).
     pub service_principals: Vec<String>,
 }
 
@@ -104,13 +105,21 @@ impl UiConfig {
                 format!("at most {MAX_SERVICE_PRINCIPALS} service principals"),
             );
         }
-        for (i, id) in self.service_principals.iter().enumerate() {
-            if ServicePrincipalId::parse(id).is_err() {
+        for (i, entry) in self.service_principals.iter().enumerate() {
+            let app_id = entry
+                .get(..6)
+                .filter(|prefix| prefix.eq_ignore_ascii_case("appId="))
+                .map(|_| &entry[6..]);
+            let valid = match app_id {
+                Some(app_id) => AppId::parse(app_id).is_ok(),
+                None => ServicePrincipalId::parse(entry).is_ok(),
+            };
+            if !valid {
                 problems.add(
                     format!("ui.service_principals[{i}]"),
                     format!(
-                        "'{}' is neither an object id nor an appId: a GUID is required",
-                        id.escape_debug()
+                        "'{}' is neither an object id (<guid>) nor an appId (appId=<guid>)",
+                        entry.escape_debug()
                     ),
                 );
             }
@@ -290,5 +299,23 @@ mod tests {
         );
         let http: Result<UiConfig, _> = toml::from_str("authority = \"http://login.example/t\"");
         assert!(http.is_err(), "an authority must be https or loopback");
+    }
+
+    #[test]
+    fn a_service_principal_is_an_object_id_or_an_app_id_so_marked() {
+        let (_, problems) = prepared(
+            &format!(
+                "{CLIENT}service_principals = [\"appId=7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6\", \
+                 \"APPID=7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6\", \"appId=salesforce\", \
+                 \"appId:7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6\", \"2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d\"]\n"
+            ),
+            "https://login.microsoftonline.com/t/v2.0",
+        );
+        let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["ui.service_principals[2]", "ui.service_principals[3]"],
+            "{problems:?}"
+        );
     }
 }

@@ -477,6 +477,30 @@ async fn an_administrator_signs_in_previews_and_starts_the_paused_job_by_keyboar
         )
         .await;
     assert!(error.as_str().unwrap().contains("GUID"), "{error}");
+    // `appId=<guid>` names the application's appId, read through Graph's alternate key.
+    browser
+        .run("document.getElementById('lookup-id').value = ''", json!([]))
+        .await;
+    browser
+        .send_keys(
+            &input,
+            &format!("appId=7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6{ENTER}"),
+        )
+        .await;
+    let by_app = browser
+        .wait_for(
+            "the jobs read by appId",
+            "const all = document.querySelectorAll('.group'); const g = all[all.length - 1]; return all.length === 4 && g.querySelector('article.job') && [g.querySelector('h2').textContent, g.querySelector('.job-id').textContent]",
+            10,
+        )
+        .await;
+    assert_eq!(
+        by_app,
+        json!([
+            "Application's service principal (appId 7c6b5a49-3827-4165-9e0d-c1b2a3f4e5d6)",
+            SALESFORCE_JOB
+        ])
+    );
 
     // Phone width: nothing wider than the screen, and the same start without a layout shift.
     browser.viewport(320, 720, true).await;

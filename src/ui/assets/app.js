@@ -15,6 +15,9 @@ const PENDING = "syncjob-facade.sign-in";
 const POLL_EVERY_MS = 2000;
 const POLL_FOR_MS = 120000;
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A service principal as configured or typed: `<guid>` (its object id; an appId is tried when no
+ * service principal has that id) or `appId=<guid>` (its application's appId). */
+const PRINCIPAL = /^(appid=)?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
 const $ = (id) => document.getElementById(id);
 
@@ -277,8 +280,9 @@ function explain(answer) {
 // ---------- groups and cards ----------
 
 class Group {
-  constructor(id) {
+  constructor(id, byAppId) {
     this.id = id;
+    this.byAppId = byAppId;
     this.base = null;
     this.cards = new Map();
     this.element = document.createElement("section");
@@ -294,20 +298,22 @@ class Group {
   }
 
   async load() {
-    let base = `/servicePrincipals/${this.id}/synchronization/jobs`;
+    const byApp = `/servicePrincipals(appId='${this.id}')/synchronization/jobs`;
+    let base = this.byAppId ? byApp : `/servicePrincipals/${this.id}/synchronization/jobs`;
     let answer = await api("GET", base);
-    if (answer.status === 404) {
+    if (answer.status === 404 && !this.byAppId) {
       // Not a service principal's object id: perhaps its application's appId.
-      const byApp = `/servicePrincipals(appId='${this.id}')/synchronization/jobs`;
       const second = await api("GET", byApp);
       if (second.status !== 404) {
         answer = second;
         base = byApp;
-        this.heading.textContent = "";
-        const small = document.createElement("small");
-        small.textContent = ` (appId ${this.id})`;
-        this.heading.append("Application's service principal", small);
       }
+    }
+    if (base === byApp) {
+      this.heading.textContent = "";
+      const small = document.createElement("small");
+      small.textContent = ` (appId ${this.id})`;
+      this.heading.append("Application's service principal", small);
     }
     if (!answer.ok) {
       this.fail(answer.status === 404
@@ -573,15 +579,18 @@ function showFailures() {
   }
 }
 
+/** Opens the group of a service principal (`<guid>` or `appId=<guid>`), once. */
 function openGroup(text) {
-  const id = text.trim().toLowerCase();
-  const existing = groups.get(id);
+  const [, appId, guid] = PRINCIPAL.exec(text.trim());
+  const id = guid.toLowerCase();
+  const key = appId ? `appId=${id}` : id;
+  const existing = groups.get(key);
   if (existing) {
     existing.element.scrollIntoView({ block: "nearest" });
     return;
   }
-  const group = new Group(id);
-  groups.set(id, group);
+  const group = new Group(id, Boolean(appId));
+  groups.set(key, group);
   $("groups").append(group.element);
   group.load().catch((error) => {
     if (!(error instanceof SignedOut)) throw error;
@@ -686,8 +695,8 @@ async function main() {
     const input = $("lookup-id");
     const error = $("lookup-error");
     const value = input.value.trim();
-    if (!GUID.test(value)) {
-      error.textContent = "Type a service principal's object id or its application's appId: a GUID such as 2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d.";
+    if (!PRINCIPAL.test(value)) {
+      error.textContent = "Type a service principal's object id or its application's appId: a GUID such as 2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d, or appId=<GUID> to name an appId.";
       error.hidden = false;
       input.setAttribute("aria-invalid", "true");
       input.focus();
