@@ -15,7 +15,7 @@ Run it with `benches/run.sh` (installs nginx, haproxy and wrk from Debian's pack
 release binaries, then runs this).
 """
 
-import json, os, re, signal, socket, subprocess, tempfile, time, urllib.error, urllib.request
+import atexit, json, os, re, shutil, signal, socket, subprocess, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACADE = os.environ.get("BENCH_FACADE", os.path.join(ROOT, "target/release/syncjob-facade"))
@@ -142,6 +142,8 @@ def post(url, body=None, headers=None):
 
 def main():
     work = tempfile.mkdtemp(prefix="syncjob-bench-")
+    # The servers' logs (an audit line per start: hundreds of MB a run) go with the run.
+    atexit.register(shutil.rmtree, work, True)
     log = open(os.path.join(work, "servers.log"), "w")
     results = {"machine": machine(), "connections": CONNS, "seconds": SECS}
 

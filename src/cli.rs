@@ -28,7 +28,12 @@ pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
         .buffered_lines_limit(4096)
         .lossy(false)
         .thread_name("syncjob-log")
-        .finish(std::io::stderr());
+        // The thread drains every queued line, then flushes: under load, one write for many
+        // lines rather than one each (a line is never held past the drain that found it).
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let writer = background
         .with_filter(|meta: &tracing::Metadata<'_>| meta.target() != "audit")
         .or_else(std::io::stderr);
