@@ -4,9 +4,9 @@
 //! Portals poll. Identical reads (same job or list, same `$select`) within `reads.cache_secs`
 //! are answered from one upstream GET, concurrent ones from one call, once each caller is
 //! authorised. The cache lives in the guard's store, so replicas sharing Redis share it; a
-//! forwarded start drops the cached job and list at once by moving their generation, so the
-//! next read asks Graph. The preflight read of a start never comes here. Reads are counted in
-//! metrics, not audited.
+//! forwarded start drops the cached reads of its service principal (the job and the list) at
+//! once by moving their generation, so the next read asks Graph. The preflight read of a start
+//! never comes here. Reads are counted in metrics, not audited.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -135,33 +135,27 @@ impl ReadCache {
         }
     }
 
-    fn generation_keys(sp: &ServicePrincipalId, job: Option<&JobId>) -> String {
-        let sp = sp.as_str().to_ascii_lowercase();
-        match job {
-            Some(job) => format!("readgen:{sp}/{}", job.as_str().to_ascii_lowercase()),
-            None => format!("readgen:{sp}"),
-        }
+    /// The generation of every cached read of a service principal: its jobs and its list.
+    fn generation_key(sp: &ServicePrincipalId) -> String {
+        format!("readgen:{}", sp.as_str().to_ascii_lowercase())
     }
 
-    /// Drops the cached reads of a job and of its service principal's list: their generation
-    /// moves, so every key made before names nothing any more.
-    pub async fn invalidate(&self, sp: &ServicePrincipalId, job: &JobId) {
+    /// Drops the cached reads of a service principal (the started job's and its list's among
+    /// them): their generation moves, so every key made before names nothing any more. One
+    /// write per start; the price is that a sibling job's cached read is asked of Graph again.
+    pub async fn invalidate(&self, sp: &ServicePrincipalId) {
         if self.ttl.is_zero() {
             return;
         }
         let generation = uuid::Uuid::new_v4().simple().to_string();
-        for key in [
-            Self::generation_keys(sp, Some(job)),
-            Self::generation_keys(sp, None),
-        ] {
-            // Longer than any entry lives, so an old generation can never come back.
-            if let Err(error) = self
-                .store
-                .set(&key, &generation, self.ttl * 2 + Duration::from_secs(60))
-                .await
-            {
-                tracing::warn!(%error, "could not drop cached job reads");
-            }
+        // Longer than any entry lives, so an old generation can never come back.
+        let ttl = self.ttl * 2 + Duration::from_secs(60);
+        if let Err(error) = self
+            .store
+            .set(&Self::generation_key(sp), &generation, ttl)
+            .await
+        {
+            tracing::warn!(%error, "could not drop cached job reads");
         }
     }
 
@@ -174,16 +168,17 @@ impl ReadCache {
         job: Option<&JobId>,
         select: Option<&str>,
     ) -> Option<String> {
-        let generation_key = Self::generation_keys(sp, job);
         let generation = self
             .store
-            .get(&generation_key)
+            .get(&Self::generation_key(sp))
             .await
             .ok()?
             .unwrap_or_default();
+        let sp = sp.as_str().to_ascii_lowercase();
+        let job = job.map(|job| job.as_str().to_ascii_lowercase());
         Some(format!(
-            "read:{version}:{}:{generation}:{}",
-            generation_key.trim_start_matches("readgen:"),
+            "read:{version}:{sp}/{}:{generation}:{}",
+            job.as_deref().unwrap_or_default(),
             select.unwrap_or_default().to_ascii_lowercase()
         ))
     }

@@ -367,7 +367,7 @@ impl StartService {
                 Err(error) => refused(error),
                 Ok(upstream) => {
                     // The job's cached reads no longer say what Graph would.
-                    self.reads.invalidate(sp, &request.job).await;
+                    self.reads.invalidate(sp).await;
                     let reason = if upstream.status.is_success() {
                         let who = caller
                             .name
