@@ -215,8 +215,12 @@ impl Expiry<String, Timed> for PerEntryExpiry {
     }
 }
 
-/// Bounded in-process store: entries expire on their own deadline and the least used are
-/// evicted beyond `max_entries`.
+/// Bounded in-process store: entries expire on their own deadline and the least recently used
+/// are evicted beyond `max_entries`.
+///
+/// Least recently used, not moka's default TinyLFU: TinyLFU may refuse a new key when the
+/// table is full of keys read more often, and a guard record refused is a cooldown forgotten
+/// the moment it is set. Under LRU a record just written is the last to go.
 #[derive(Clone)]
 pub struct MemoryStore {
     entries: Cache<String, Timed>,
@@ -227,6 +231,7 @@ impl MemoryStore {
         Self {
             entries: Cache::builder()
                 .max_capacity(max_entries)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .expire_after(PerEntryExpiry)
                 .build(),
         }
@@ -419,6 +424,34 @@ mod tests {
         assert!(store.get("lease").await.unwrap().is_some());
         store.delete_if("lease", "me").await.unwrap();
         assert!(store.get("lease").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_a_new_record_when_full_of_often_read_ones() {
+        let store = MemoryStore::new(1_000);
+        let day = Duration::from_secs(86_400);
+        for i in 0..1_000 {
+            store.set(&format!("laststart:{i}"), "x", day).await;
+        }
+        for _ in 0..3 {
+            for i in 0..1_000 {
+                store.get(&format!("laststart:{i}")).await;
+            }
+        }
+        store.entries.run_pending_tasks().await;
+        store
+            .set(
+                "cooldown:job",
+                "2026-12-03T16:00:00Z",
+                Duration::from_secs(300),
+            )
+            .await;
+        store.entries.run_pending_tasks().await;
+        assert_eq!(
+            store.get("cooldown:job").await.map(|(value, _)| value),
+            Some("2026-12-03T16:00:00Z".to_owned())
+        );
+        assert!(store.entry_count().await <= 1_000);
     }
 
     #[tokio::test]
