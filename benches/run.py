@@ -20,7 +20,8 @@ import atexit, json, os, re, shutil, signal, socket, subprocess, tempfile, time,
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACADE = os.environ.get("BENCH_FACADE", os.path.join(ROOT, "target/release/syncjob-facade"))
 # BENCH_ONLY=facade: measure the facade's start path alone; BENCH_ONLY=connections: only the
-# fresh facade with 1,000 connections (its peak RSS); BENCH_PERF=FILE: record a perf profile of
+# fresh facade with 1,000 connections (its peak RSS); BENCH_ONLY=followers: only the 1,000
+# concurrent starts of one job; BENCH_PERF=FILE: record a perf profile of
 # the facade (`perf record -g`) while it is measured.
 ONLY = os.environ.get("BENCH_ONLY")
 PERF = os.environ.get("BENCH_PERF")
@@ -255,7 +256,7 @@ wrk.path = "/v1.0/servicePrincipals/{SP}/synchronization/jobs/{JOB}"
 wrk.headers["Authorization"] = "Bearer {token}"
 """)
     starts = {}
-    phases = [] if ONLY == "connections" else [
+    phases = [] if ONLY in ("connections", "followers") else [
         ("upstream direct", up_port, upstream),
         ("nginx proxy_pass (no auth)", proxy_port, proxy),
         ("HAProxy + jwt_verify", haproxy_port, haproxy),
@@ -283,26 +284,19 @@ wrk.headers["Authorization"] = "Bearer {token}"
     if ONLY == "facade":
         print(json.dumps(results, indent=1))
         return
-    if ONLY != "connections":
+    if not ONLY:
         results["facade_cached_reads"] = wrk(f"http://127.0.0.1:{facade_port}", read_lua, facade.pid)
         print("cached reads", results["facade_cached_reads"], flush=True)
         results["facade_jobs_recorded"] = sum(s["requests"] for s in [warm_facade, starts["syncjob-facade"]])
 
     # 1,000 connections: a fresh facade (its guard store empty), starts spread over 1,000 jobs, so
     # that the figure is what connections cost rather than what a million distinct jobs recorded.
-    fresh_port = free_port()
-    fresh_config = os.path.join(work, "fresh.toml")
-    open(fresh_config, "w").write(open(config).read().replace(f"127.0.0.1:{facade_port}", f"127.0.0.1:{fresh_port}"))
-    fresh = start([FACADE, "serve", "--config", fresh_config], open(os.path.join(work, "fresh.log"), "w"))
-    wait_http(f"http://127.0.0.1:{fresh_port}/readyz", ok=(200,))
-    jobs_lua = os.path.join(work, "jobs.lua")
-    open(jobs_lua, "w").write(open(start_lua).read().replace('"." .. counter', '"." .. (counter % 500)'))
-    results["facade_1000_connections"] = wrk(f"http://127.0.0.1:{fresh_port}", jobs_lua, fresh.pid, conns=1000)
-    results["facade_peak_rss_mb_1000"] = round(peak_rss_mb(fresh.pid), 1)
-    print("1000 connections", results["facade_1000_connections"], results["facade_peak_rss_mb_1000"], flush=True)
-    if ONLY == "connections":
-        print(json.dumps(results, indent=1))
-        return
+    if ONLY != "followers":
+        connections(results, config, facade_port, start_lua)
+        if ONLY == "connections":
+            print(json.dumps(results, indent=1))
+            return
+
 
     # 1,000 concurrent starts of one job: a facade against the emulator's Graph, its start slowed.
     coalesce_port = free_port()
@@ -330,12 +324,40 @@ client_secret = "{GRAPH_APP['clientSecret']}"
         capture_output=True, text=True, check=True,
     ).stdout
     results["one_job_1000_concurrent"] = json.loads(out)
+    # The server's share of the followers' time: from the leader's audit line to the last
+    # follower's (each is written before its answer leaves).
+    decided = []
+    for line in open(os.path.join(work, "coalesce.log")):
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("target") == "audit" and event.get("target.job_id") == JOB:
+            stamp = event["timestamp"]  # 2026-12-03T16:20:05.123456Z
+            at = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + float(stamp[19:-1] or 0)
+            decided.append((event["decision"], at))
+    leader = min(at for decision, at in decided if decision == "forwarded")
+    results["one_job_1000_concurrent"]["followers_audited_within_ms"] = round(
+        (max(at for decision, at in decided if decision == "coalesced") - leader) * 1000, 1)
     print("1000 concurrent starts of one job", results["one_job_1000_concurrent"], flush=True)
+    if ONLY:
+        return
 
     os.makedirs(os.path.join(ROOT, "benches/results"), exist_ok=True)
     json.dump(results, open(os.path.join(ROOT, "benches/results/latest.json"), "w"), indent=2)
     open(os.path.join(ROOT, "benches/results/latest.md"), "w").write(table(results))
     print(table(results))
+
+
+def connections(results, config, facade_port, start_lua):
+    work = os.path.dirname(config)
+    fresh_port = free_port()
+    fresh_config = os.path.join(work, "fresh.toml")
+    open(fresh_config, "w").write(open(config).read().replace(f"127.0.0.1:{facade_port}", f"127.0.0.1:{fresh_port}"))
+    fresh = start([FACADE, "serve", "--config", fresh_config], open(os.path.join(work, "fresh.log"), "w"))
+    wait_http(f"http://127.0.0.1:{fresh_port}/readyz", ok=(200,))
+    jobs_lua = os.path.join(work, "jobs.lua")
+    open(jobs_lua, "w").write(open(start_lua).read().replace('"." .. counter', '"." .. (counter % 500)'))
+    results["facade_1000_connections"] = wrk(f"http://127.0.0.1:{fresh_port}", jobs_lua, fresh.pid, conns=1000)
+    results["facade_peak_rss_mb_1000"] = round(peak_rss_mb(fresh.pid), 1)
+    print("1000 connections", results["facade_1000_connections"], results["facade_peak_rss_mb_1000"], flush=True)
 
 
 def machine():
@@ -357,7 +379,7 @@ def table(r):
     lines.append(f"| syncjob-facade, 1,000 connections | {k['rps']:,} | {k['p50_ms']} ms | {k['p99_ms']} ms | {k['cpu_us_per_request']} µs |")
     o = r["one_job_1000_concurrent"]
     lines += ["", f"Facade: ready in {r['facade_ready_ms']} ms; RSS {r['facade_idle_rss_mb']} MB idle, peak {r['facade_peak_rss_mb_64']} MB at {r['connections']} connections after starts of {r['facade_jobs_recorded']:,} distinct jobs (the guard keeps each job's last start, at most `guard.memory_max_entries` records); a fresh facade peaked at {r['facade_peak_rss_mb_1000']} MB with 1,000 connections starting 1,000 jobs.",
-              f"1,000 concurrent starts of one job (Graph's start delayed {o['delay_ms']} ms): {o['upstream_starts']} upstream start(s), {o['answered_204']} × 204, {o['shed']} shed; every follower answered within {o['followers_within_ms']} ms of the first answer.", ""]
+              f"1,000 concurrent starts of one job (Graph's start delayed {o['delay_ms']} ms): {o['upstream_starts']} upstream start(s), {o['answered_204']} × 204, {o['shed']} shed; every follower answered within {o['followers_within_ms']} ms of the first answer (the server audited the last follower {o['followers_audited_within_ms']} ms after the leader).", ""]
     return "\n".join(lines)
 
 
