@@ -328,8 +328,11 @@ client_secret = "{GRAPH_APP['clientSecret']}"
     # follower's (each is written before its answer leaves).
     decided = []
     for line in open(os.path.join(work, "coalesce.log")):
-        event = json.loads(line) if line.startswith("{") else {}
-        if event.get("target") == "audit" and event.get("target.job_id") == JOB:
+        try:
+            event = json.loads(line)
+        except ValueError:  # not JSON, or a line the server is still writing
+            continue
+        if isinstance(event, dict) and event.get("target") == "audit" and event.get("target.job_id") == JOB:
             stamp = event["timestamp"]  # 2026-12-03T16:20:05.123456Z
             at = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + float(stamp[19:-1] or 0)
             decided.append((event["decision"], at))
@@ -392,3 +395,9 @@ if __name__ == "__main__":
                 os.killpg(p.pid, signal.SIGTERM)
             except OSError:
                 pass
+        # Gone before their work directory is removed (atexit), so that nothing is left in it.
+        for p in processes:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
