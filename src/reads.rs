@@ -88,6 +88,11 @@ pub enum ReadAnswer {
     Graph(Outcome),
 }
 
+/// A generation of a service principal's cached reads: a new random token.
+fn new_generation() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -147,20 +152,30 @@ impl ReadCache {
         if self.ttl.is_zero() {
             return;
         }
-        let generation = uuid::Uuid::new_v4().simple().to_string();
-        // Longer than any entry lives, so an old generation can never come back.
-        let ttl = self.ttl * 2 + Duration::from_secs(60);
         if let Err(error) = self
             .store
-            .set(&Self::generation_key(sp), &generation, ttl)
+            .set(
+                &Self::generation_key(sp),
+                &new_generation(),
+                self.generation_ttl(),
+            )
             .await
         {
             tracing::warn!(%error, "could not drop cached job reads");
         }
     }
 
+    /// Longer than any entry lives, so an old generation can never come back.
+    fn generation_ttl(&self) -> Duration {
+        self.ttl * 2 + Duration::from_secs(60)
+    }
+
     /// The key of a read's entry in its current generation; `None` when the store cannot say
     /// (the read then goes to Graph uncached).
+    ///
+    /// A service principal without a generation gets one before anything is kept: were entries
+    /// kept under no generation, a generation key lost after a start (evicted from a full
+    /// table, or by Redis under memory pressure) would bring back what was read before it.
     async fn entry_key(
         &self,
         version: ApiVersion,
@@ -168,12 +183,20 @@ impl ReadCache {
         job: Option<&JobId>,
         select: Option<&str>,
     ) -> Option<String> {
-        let generation = self
-            .store
-            .get(&Self::generation_key(sp))
-            .await
-            .ok()?
-            .unwrap_or_default();
+        let generation_key = Self::generation_key(sp);
+        let generation = match self.store.get(&generation_key).await.ok()? {
+            Some(generation) => generation,
+            None => {
+                let fresh = new_generation();
+                let ttl = self.generation_ttl();
+                if self.store.set_nx(&generation_key, &fresh, ttl).await.ok()? {
+                    fresh
+                } else {
+                    // Another request set it first: theirs is the one.
+                    self.store.get(&generation_key).await.ok()??
+                }
+            }
+        };
         let sp = sp.as_str().to_ascii_lowercase();
         let job = job.map(|job| job.as_str().to_ascii_lowercase());
         Some(format!(
@@ -393,5 +416,29 @@ impl ReadService {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lost_generation_never_brings_back_what_was_read_before_a_start() {
+        let store = Store::open("memory", 100).unwrap();
+        let cache = ReadCache::new(store.clone(), Duration::from_secs(5));
+        let sp = ServicePrincipalId::parse("2f8d4c6a-1b3e-4a5f-9c7d-8e0f1a2b3c4d").unwrap();
+        let job = JobId::parse("AWS.abc.def").unwrap();
+        let key = || cache.entry_key(ApiVersion::V1, &sp, Some(&job), None);
+        let before_start = key().await.unwrap();
+        assert_eq!(key().await.unwrap(), before_start, "stable between starts");
+        cache.invalidate(&sp).await;
+        let after_start = key().await.unwrap();
+        assert_ne!(after_start, before_start);
+        // The generation key is lost, as an eviction would lose it.
+        store.delete(&ReadCache::generation_key(&sp)).await.unwrap();
+        let after_loss = key().await.unwrap();
+        assert_ne!(after_loss, before_start);
+        assert_ne!(after_loss, after_start);
     }
 }
