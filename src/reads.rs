@@ -197,7 +197,7 @@ impl ReadCache {
                 }
             }
         };
-        let sp = sp.as_str().to_ascii_lowercase();
+        let sp = generation_key.trim_start_matches("readgen:");
         let job = job.map(|job| job.as_str().to_ascii_lowercase());
         Some(format!(
             "read:{version}:{sp}/{}:{generation}:{}",

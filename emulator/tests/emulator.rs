@@ -1854,6 +1854,30 @@ fn authorize_url(emu: &Emulator) -> String {
     format!("{}/oauth2/v2.0/authorize", emu.authority())
 }
 
+/// A 400 `invalid_grant` whose description begins with Entra's `code`.
+async fn assert_invalid_grant(response: reqwest::Response, code: &str) {
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_grant");
+    assert!(
+        error["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with(code),
+        "{error}"
+    );
+}
+
+/// Asks for the sign-in page, without following a redirect.
+async fn get_authorize(emu: &Emulator, params: &[(&str, String)]) -> reqwest::Response {
+    no_redirects()
+        .get(authorize_url(emu))
+        .query(params)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Posts the sign-in page's form; where it redirects back to, and that address's query
 /// parameters.
 async fn post_authorize(
@@ -1939,12 +1963,7 @@ async fn redeem(
 async fn the_sign_in_page_lists_the_seeded_users_and_its_code_redeems_once_for_a_facade_token() {
     let emu = emulator().await;
     let params = authorize_params(OPERATOR_PAGE_URI);
-    let page = http()
-        .get(authorize_url(&emu))
-        .query(&params)
-        .send()
-        .await
-        .unwrap();
+    let page = get_authorize(&emu, &params).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     for name in [
@@ -2000,16 +2019,7 @@ async fn the_sign_in_page_lists_the_seeded_users_and_its_code_redeems_once_for_a
     assert_eq!(id["name"], "Ada Admin");
 
     let again = redeem(&emu, &code, OPERATOR_PAGE_URI, VERIFIER).await;
-    assert_eq!(again.status(), 400);
-    let error: Value = again.json().await.unwrap();
-    assert_eq!(error["error"], "invalid_grant");
-    assert!(
-        error["error_description"]
-            .as_str()
-            .unwrap()
-            .starts_with("AADSTS54005"),
-        "{error}"
-    );
+    assert_invalid_grant(again, "AADSTS54005").await;
 }
 
 #[tokio::test]
@@ -2028,16 +2038,7 @@ async fn a_wrong_verifier_or_redirect_uri_is_refused_and_spends_the_code() {
         let (_, pairs) = sign_in(&emu, &params, RITA).await;
         let issued = pair(&pairs, "code").unwrap().to_owned();
         let refused = redeem(&emu, &issued, redirect_uri, &verifier).await;
-        assert_eq!(refused.status(), 400);
-        let error: Value = refused.json().await.unwrap();
-        assert_eq!(error["error"], "invalid_grant");
-        assert!(
-            error["error_description"]
-                .as_str()
-                .unwrap()
-                .starts_with(code),
-            "{error}"
-        );
+        assert_invalid_grant(refused, code).await;
         let retried = redeem(&emu, &issued, OPERATOR_PAGE_URI, VERIFIER).await;
         assert_eq!(retried.status(), 400, "a refused attempt spends the code");
     }
@@ -2058,12 +2059,7 @@ async fn an_unregistered_redirect_uri_is_shown_on_the_page_and_never_redirected_
     let evil = "http://127.0.0.1:9/steal";
     let params = authorize_params(evil);
     for response in [
-        no_redirects()
-            .get(authorize_url(&emu))
-            .query(&params)
-            .send()
-            .await
-            .unwrap(),
+        get_authorize(&emu, &params).await,
         no_redirects()
             .post(authorize_url(&emu))
             .form(&[params.clone(), vec![("user", ADA.to_owned())]].concat())
@@ -2177,12 +2173,7 @@ async fn a_malformed_challenge_or_a_client_that_is_no_single_page_application_ge
     emu.allow_redirect_uri(PORTAL_APP, OPERATOR_PAGE_URI);
     let mut confidential = authorize_params(OPERATOR_PAGE_URI);
     confidential[0].1 = PORTAL_APP.to_owned();
-    let response = no_redirects()
-        .get(authorize_url(&emu))
-        .query(&confidential)
-        .send()
-        .await
-        .unwrap();
+    let response = get_authorize(&emu, &confidential).await;
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("AADSTS9002326"));
 }

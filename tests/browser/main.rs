@@ -110,6 +110,18 @@ impl Dev {
         assert_eq!(response.status(), 204);
     }
 
+    /// Graph's `operation` (`start`, `getJob`, ...) answers `ms` later.
+    async fn delay(&self, operation: &str, ms: u64) {
+        let fault = self
+            .control(
+                reqwest::Method::POST,
+                "faults",
+                Some(json!({"operation": operation, "delayMs": ms})),
+            )
+            .await;
+        assert!(fault.status().is_success());
+    }
+
     /// The starts Graph received.
     async fn starts(&self) -> Vec<Value> {
         let mut calls = self.graph_calls().await;
@@ -234,6 +246,14 @@ async fn signed_in(user: &str) -> Option<(Driver, Dev, Browser)> {
     sign_in(&browser, &dev, user, None).await;
     wait_for_every_job(&browser).await;
     Some((driver, dev, browser))
+}
+
+/// The browser reported nothing wrong but the facade's 403s.
+async fn assert_only_refusals_in_console(browser: &Browser) {
+    let console = browser.console().await;
+    for (_, message) in severe(&console) {
+        assert!(message.contains("status of 403"), "{message}");
+    }
 }
 
 fn severe(console: &[(String, String)]) -> Vec<&(String, String)> {
@@ -645,10 +665,7 @@ async fn a_user_without_a_role_sees_the_refusal_explained_and_nothing_reaches_gr
         "nothing reached Graph"
     );
     // The browser reports each refused read; nothing else went wrong.
-    let console = browser.console().await;
-    for (_, message) in severe(&console) {
-        assert!(message.contains("status of 403"), "{message}");
-    }
+    assert_only_refusals_in_console(&browser).await;
     browser.quit().await;
 }
 
@@ -716,10 +733,7 @@ async fn a_global_reader_sees_the_jobs_and_a_start_refused_in_words_before_anyth
     assert_eq!(refusal[2], "Start salesforce?");
     save_screenshot("reader-refused.png", &browser.screenshot().await);
     assert!(dev.starts().await.is_empty(), "nothing started");
-    let console = browser.console().await;
-    for (_, message) in severe(&console) {
-        assert!(message.contains("status of 403"), "{message}");
-    }
+    assert_only_refusals_in_console(&browser).await;
     browser.quit().await;
 }
 
@@ -730,14 +744,7 @@ async fn while_one_preview_is_asked_for_another_start_button_does_not_replace_it
     };
     // The whatIf's preflight read of the first job takes 1.5 s; meanwhile the person clicks
     // another job's Start.
-    let fault = dev
-        .control(
-            reqwest::Method::POST,
-            "faults",
-            Some(json!({"operation": "getJob", "delayMs": 1500})),
-        )
-        .await;
-    assert!(fault.status().is_success());
+    dev.delay("getJob", 1500).await;
     let quarantined =
         "ServiceNowOutDelta.8a3c9c1e6f0b4b7e9d552f1e7c0a4b13.4a1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
     for job in [quarantined, SALESFORCE_JOB] {
@@ -853,14 +860,7 @@ async fn signing_out_while_a_start_is_on_its_way_says_its_outcome_is_not_known()
         )
         .await;
     // Graph takes 2 s to answer this start; the person signs out meanwhile.
-    let fault = dev
-        .control(
-            reqwest::Method::POST,
-            "faults",
-            Some(json!({"operation": "start", "delayMs": 2000})),
-        )
-        .await;
-    assert!(fault.status().is_success());
+    dev.delay("start", 2000).await;
     browser.press(ENTER).await;
     browser
         .wait_for(
