@@ -7,15 +7,15 @@ a distinct job each time) four ways: to the upstream directly, through nginx `pr
 through the facade (release build; cooldown, preflight and rate limit off). The upstream is nginx
 answering 204. Reports requests/s, p50/p99 and each server's CPU time per request (from /proc),
 the facade's peak RSS and ready time; then cached job reads, RSS with 1,000 connections (a fresh
-facade, 1,000 jobs), and
+facade, 1,000 jobs; again with the upstream over TLS and HTTP/2, as Graph is reached), and
 1,000 concurrent starts of one job against the emulator (benches/scenarios.rs). Writes
 benches/results/latest.json and latest.md.
 
-Run it with `benches/run.sh` (installs nginx, haproxy and wrk from Debian's packages, builds the
+Run it with `benches/run.sh` (installs nginx, haproxy, wrk and openssl from Debian's packages, builds the
 release binaries, then runs this).
 """
 
-import atexit, json, os, re, shutil, signal, socket, subprocess, tempfile, time, urllib.error, urllib.request
+import atexit, json, os, re, shutil, signal, socket, subprocess, tempfile, threading, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACADE = os.environ.get("BENCH_FACADE", os.path.join(ROOT, "target/release/syncjob-facade"))
@@ -362,6 +362,68 @@ def connections(results, config, facade_port, start_lua):
     results["facade_peak_rss_mb_1000"] = round(peak_rss_mb(fresh.pid), 1)
     print("1000 connections", results["facade_1000_connections"], results["facade_peak_rss_mb_1000"], flush=True)
 
+    connections_over_h2(results, work, config, fresh_config, fresh_port, jobs_lua)
+
+
+def connections_over_h2(results, work, config, fresh_config, fresh_port, jobs_lua):
+    """The 1,000-connection phase again with Graph's side as in production: TLS, and HTTP/2
+    chosen by ALPN. nginx serves a certificate from a CA made for the run, which the facade
+    alone trusts (SSL_CERT_FILE). Counts the facade's TLS connections to the upstream, sampled
+    every 100 ms during the run and once after it, and its RSS after the run's first second."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=work, check=True, capture_output=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=syncjob-bench CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    openssl("req", *ec, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=127.0.0.1")
+    open(os.path.join(work, "tls.ext"), "w").write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "tls.pem",
+            "-days", "1", "-extfile", "tls.ext")
+    up = re.search(r'base_url = "http://127\.0\.0\.1:(\d+)"', open(config).read()).group(1)
+    tls_port, h2_port = free_port(), free_port()
+    open(os.path.join(work, "tls.conf"), "w").write(
+        open(os.path.join(work, "upstream.conf")).read()
+        .replace(f"nginx-{up}", f"nginx-{tls_port}")
+        .replace(f"listen 127.0.0.1:{up};", f"listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {work}/tls.pem; "
+                 f"ssl_certificate_key {work}/tls.key; http2_max_concurrent_streams 1000;"))
+    start(["nginx", "-c", os.path.join(work, "tls.conf"), "-p", work], open(os.path.join(work, "tls.log"), "w"))
+    h2_config = os.path.join(work, "h2.toml")
+    open(h2_config, "w").write(
+        open(fresh_config).read()
+        .replace(f"127.0.0.1:{fresh_port}", f"127.0.0.1:{h2_port}")
+        .replace(f"http://127.0.0.1:{up}", f"https://127.0.0.1:{tls_port}"))
+    h2 = start([FACADE, "serve", "--config", h2_config], open(os.path.join(work, "h2.log"), "w"),
+               env={**os.environ, "SSL_CERT_FILE": os.path.join(work, "ca.pem")})
+    wait_http(f"http://127.0.0.1:{h2_port}/readyz", ok=(200,))
+
+    def upstream_connections():
+        out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{tls_port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        return len(out.splitlines())
+
+    sampled, rss, done = [], [], threading.Event()
+    began = time.time()
+
+    def sample():
+        while not done.wait(0.1):
+            sampled.append(upstream_connections())
+            if time.time() - began > 1:
+                rss.append(rss_mb(h2.pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        results["facade_1000_connections_h2"] = wrk(f"http://127.0.0.1:{h2_port}", jobs_lua, h2.pid, conns=1000)
+    finally:
+        done.set()
+        sampler.join()
+    results["facade_peak_rss_mb_1000_h2"] = round(peak_rss_mb(h2.pid), 1)
+    results["facade_upstream_connections_h2"] = {"peak_sampled": max(sampled, default=0), "after": upstream_connections()}
+    results["facade_rss_mb_1000_h2_after_1s"] = [round(min(rss), 1), round(max(rss), 1)]
+    print("1000 connections, Graph over TLS and HTTP/2", results["facade_1000_connections_h2"],
+          results["facade_peak_rss_mb_1000_h2"], results["facade_upstream_connections_h2"],
+          results["facade_rss_mb_1000_h2_after_1s"], flush=True)
+
 
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -380,8 +442,11 @@ def table(r):
     lines.append(f"| syncjob-facade, cached job read | {c['rps']:,} | {c['p50_ms']} ms | {c['p99_ms']} ms | {c['cpu_us_per_request']} µs |")
     k = r["facade_1000_connections"]
     lines.append(f"| syncjob-facade, 1,000 connections | {k['rps']:,} | {k['p50_ms']} ms | {k['p99_ms']} ms | {k['cpu_us_per_request']} µs |")
+    h = r["facade_1000_connections_h2"]
+    lines.append(f"| syncjob-facade, 1,000 connections, Graph over TLS + HTTP/2 | {h['rps']:,} | {h['p50_ms']} ms | {h['p99_ms']} ms | {h['cpu_us_per_request']} µs |")
+    u = r["facade_upstream_connections_h2"]
     o = r["one_job_1000_concurrent"]
-    lines += ["", f"Facade: ready in {r['facade_ready_ms']} ms; RSS {r['facade_idle_rss_mb']} MB idle, peak {r['facade_peak_rss_mb_64']} MB at {r['connections']} connections after starts of {r['facade_jobs_recorded']:,} distinct jobs (the guard keeps each job's last start, at most `guard.memory_max_entries` records); a fresh facade peaked at {r['facade_peak_rss_mb_1000']} MB with 1,000 connections starting 1,000 jobs.",
+    lines += ["", f"Facade: ready in {r['facade_ready_ms']} ms; RSS {r['facade_idle_rss_mb']} MB idle, peak {r['facade_peak_rss_mb_64']} MB at {r['connections']} connections after starts of {r['facade_jobs_recorded']:,} distinct jobs (the guard keeps each job's last start, at most `guard.memory_max_entries` records); a fresh facade peaked at {r['facade_peak_rss_mb_1000']} MB with 1,000 connections starting 1,000 jobs, and at {r['facade_peak_rss_mb_1000_h2']} MB with Graph over TLS + HTTP/2 ({u['peak_sampled']} upstream connections at most while the run began, sampled every 100 ms, {u['after']} after it; RSS {r['facade_rss_mb_1000_h2_after_1s'][0]}–{r['facade_rss_mb_1000_h2_after_1s'][1]} MB after the run's first second).",
               f"1,000 concurrent starts of one job (Graph's start delayed {o['delay_ms']} ms): {o['upstream_starts']} upstream start(s), {o['answered_204']} × 204, {o['shed']} shed; every follower answered within {o['followers_within_ms']} ms of the first answer (the server audited the last follower {o['followers_audited_within_ms']} ms after the leader).", ""]
     return "\n".join(lines)
 
