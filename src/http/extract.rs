@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
 
 use super::AppState;
@@ -138,7 +138,12 @@ impl FromRequestParts<AppState> for Forwarding {
                         "The {name} header is longer than {MAX_FORWARDED_VALUE} bytes."
                     )));
                 }
-                headers.append(name.clone(), value.clone());
+                // A copy: the caller's value is a slice of the connection's read buffer, which
+                // it would keep alive while the start waits on Graph.
+                let copied = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
+                    ApiError::bad_request(format!("The {name} header is not a valid value."))
+                })?;
+                headers.append(name.clone(), copied);
             }
         }
         Ok(Forwarding {

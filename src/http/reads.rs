@@ -18,11 +18,28 @@ use crate::reads::{JobsRead, ReadAnswer, ReadRequest};
 /// Longest `$select` passed on to Graph.
 const MAX_SELECT: usize = 256;
 
+/// What a read takes from the request line and headers, copied out of them; a bad `$select`
+/// is reported after the path's ids are checked.
+pub struct ReadQuery {
+    select: Result<Option<String>, ApiError>,
+    if_none_match: Option<HeaderValue>,
+}
+
+impl ReadQuery {
+    pub fn parse(uri: &Uri, headers: &HeaderMap) -> Self {
+        Self {
+            select: select(uri.query()),
+            if_none_match: headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|value| HeaderValue::from_bytes(value.as_bytes()).ok()),
+        }
+    }
+}
+
 pub async fn read(
     state: &AppState,
     path: StartPath,
-    uri: &Uri,
-    headers: &HeaderMap,
+    query: ReadQuery,
     caller: Caller,
     forwarding: Forwarding,
 ) -> Result<Response, ApiError> {
@@ -30,12 +47,12 @@ pub async fn read(
         version: path.version,
         service_principal: path.service_principal?,
         job: path.job.transpose()?,
-        select: select(uri.query())?,
+        select: query.select?,
         forwarding,
     };
     Ok(match state.reads.read(&caller, &request).await? {
         ReadAnswer::Graph(outcome) => outcome.into_response(false),
-        ReadAnswer::Jobs(read) => render(read, headers.get(header::IF_NONE_MATCH)),
+        ReadAnswer::Jobs(read) => render(read, query.if_none_match.as_ref()),
     })
 }
 

@@ -35,13 +35,23 @@ pub async fn graph_route(
             uri.path().rsplit('/').next().unwrap_or_default()
         )));
     };
+    // The request line and headers are slices of the connection's read buffer: what the route
+    // needs is taken from them now, and they are dropped before anything is awaited, so that a
+    // start waiting on Graph does not keep that buffer (8 to 16 KB) alive.
+    let read_request = super::reads::ReadQuery::parse(&uri, &headers);
+    let query = StartQuery::parse(uri.query(), false);
+    drop((uri, headers));
     match (path.start, method) {
         (true, Method::POST) => {}
         (false, Method::GET) => {
             // Boxed: a read's future (cache, single flight, Graph call) is about 15 KB, and
             // inline it would make every start's future that large too.
             return Box::pin(super::reads::read(
-                &state, path, &uri, &headers, caller?, forwarding,
+                &state,
+                path,
+                read_request,
+                caller?,
+                forwarding,
             ))
             .await;
         }
@@ -49,7 +59,7 @@ pub async fn graph_route(
         (false, _) => return Err(ApiError::method_not_allowed("GET")),
     }
     let caller = caller?;
-    let query = StartQuery::parse(uri.query(), false)?;
+    let query = query?;
     let request = StartRequest {
         version: path.version,
         service_principal: path.service_principal?,
@@ -116,6 +126,8 @@ pub async fn start_identity(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let query = StartQuery::parse(uri.query(), true)?;
+    // Not kept while the starts run (see `graph_route`).
+    drop(uri);
     let version = query.api_version.unwrap_or(ApiVersion::V1);
     let build =
         |identity: identity::Identity, idempotency_key: Option<IdempotencyKey>| StartRequest {

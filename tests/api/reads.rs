@@ -344,6 +344,32 @@ async fn bad_ids_and_queries_on_reads_are_400_with_no_graph_call() {
     assert_eq!(reads(&app), 0);
 }
 
+/// The order of a read's checks: the token, then the path's ids, then the query.
+#[tokio::test]
+async fn a_read_names_the_token_then_the_id_then_the_query() {
+    let app = spawn_app().await;
+    let bad_select = "?$select=status&$select=id";
+    let unauthenticated = app.get(&format!("{}{bad_select}", salesforce_job())).await;
+    assert_error(unauthenticated, 401, "InvalidAuthenticationToken").await;
+    let token = app.admin_token();
+    let (status, body) = app
+        .raw_get(
+            &format!("/v1.0/servicePrincipals/not-a-guid/synchronization/jobs{bad_select}"),
+            &token,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not-a-guid"), "the id is named: {message}");
+    let (status, body) = app
+        .raw_get(&format!("{}{bad_select}", salesforce_job()), &token)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("$select"), "the query is named: {message}");
+    assert_eq!(reads(&app), 0);
+}
+
 #[tokio::test]
 async fn the_app_id_key_reads_the_same_job() {
     let app = spawn_app().await;
