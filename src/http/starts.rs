@@ -38,7 +38,7 @@ pub async fn graph_route(
     // The request line and headers are slices of the connection's read buffer: what the route
     // needs is taken from them now, and they are dropped before anything is awaited, so that a
     // start waiting on Graph does not keep that buffer (8 to 16 KB) alive.
-    let read_request = super::reads::ReadQuery::parse(&uri, &headers);
+    let read_query = super::reads::ReadQuery::parse(&uri, &headers);
     let query = StartQuery::parse(uri.query(), false);
     drop((uri, headers));
     match (path.start, method) {
@@ -47,11 +47,7 @@ pub async fn graph_route(
             // Boxed: a read's future (cache, single flight, Graph call) is about 15 KB, and
             // inline it would make every start's future that large too.
             return Box::pin(super::reads::read(
-                &state,
-                path,
-                read_request,
-                caller?,
-                forwarding,
+                &state, path, read_query, caller?, forwarding,
             ))
             .await;
         }
