@@ -11,8 +11,8 @@ facade, 1,000 jobs; again with the upstream over TLS and HTTP/2, as Graph is rea
 1,000 concurrent starts of one job against the emulator (benches/scenarios.rs). Writes
 benches/results/latest.json and latest.md.
 
-Run it with `benches/run.sh` (installs nginx, haproxy, wrk and openssl from Debian's packages, builds the
-release binaries, then runs this).
+Run it with `benches/run.sh` (installs nginx, haproxy, wrk, openssl and iproute2 from Debian's
+packages, builds the release binaries, then runs this).
 """
 
 import atexit, json, os, re, shutil, signal, socket, subprocess, tempfile, threading, time, urllib.error, urllib.request
