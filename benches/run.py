@@ -20,7 +20,8 @@ import atexit, json, os, re, shutil, signal, socket, subprocess, tempfile, threa
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACADE = os.environ.get("BENCH_FACADE", os.path.join(ROOT, "target/release/syncjob-facade"))
 # BENCH_ONLY=facade: measure the facade's start path alone; BENCH_ONLY=connections: only the
-# fresh facade with 1,000 connections (its peak RSS); BENCH_ONLY=followers: only the 1,000
+# fresh facades with 1,000 connections (their peak RSS; Graph over HTTP/1.1, then over TLS and
+# HTTP/2); BENCH_ONLY=followers: only the 1,000
 # concurrent starts of one job; BENCH_PERF=FILE: record a perf profile of
 # the facade (`perf record -g`) while it is measured.
 ONLY = os.environ.get("BENCH_ONLY")
@@ -48,6 +49,24 @@ def start(args, log, env=None):
     p = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
     processes.append(p)
     return p
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.005)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+
+
+def answered(name, result):
+    """A run whose requests were refused or failed measures nothing worth publishing."""
+    if result["non_2xx"] or result["socket_errors"]:
+        raise SystemExit(f"{name}: not every request was answered 2xx: {result}")
+    return result
 
 
 def wait_http(url, timeout=20, ok=(200, 204)):
@@ -358,7 +377,8 @@ def connections(results, config, facade_port, start_lua):
     wait_http(f"http://127.0.0.1:{fresh_port}/readyz", ok=(200,))
     jobs_lua = os.path.join(work, "jobs.lua")
     open(jobs_lua, "w").write(open(start_lua).read().replace('"." .. counter', '"." .. (counter % 500)'))
-    results["facade_1000_connections"] = wrk(f"http://127.0.0.1:{fresh_port}", jobs_lua, fresh.pid, conns=1000)
+    results["facade_1000_connections"] = answered(
+        "1,000 connections", wrk(f"http://127.0.0.1:{fresh_port}", jobs_lua, fresh.pid, conns=1000))
     results["facade_peak_rss_mb_1000"] = round(peak_rss_mb(fresh.pid), 1)
     print("1000 connections", results["facade_1000_connections"], results["facade_peak_rss_mb_1000"], flush=True)
 
@@ -385,8 +405,11 @@ def connections_over_h2(results, work, config, fresh_config, fresh_port, jobs_lu
         open(os.path.join(work, "upstream.conf")).read()
         .replace(f"nginx-{up}", f"nginx-{tls_port}")
         .replace(f"listen 127.0.0.1:{up};", f"listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {work}/tls.pem; "
-                 f"ssl_certificate_key {work}/tls.key; http2_max_concurrent_streams 1000;"))
+                 f"ssl_certificate_key {work}/tls.key; http2_max_concurrent_streams 1000; "
+                 # One HTTP/2 connection carries the whole run: nginx must not close it midway.
+                 f"keepalive_requests 100000000;"))
     start(["nginx", "-c", os.path.join(work, "tls.conf"), "-p", work], open(os.path.join(work, "tls.log"), "w"))
+    wait_port(tls_port)
     h2_config = os.path.join(work, "h2.toml")
     open(h2_config, "w").write(
         open(fresh_config).read()
@@ -406,20 +429,25 @@ def connections_over_h2(results, work, config, fresh_config, fresh_port, jobs_lu
 
     def sample():
         while not done.wait(0.1):
-            sampled.append(upstream_connections())
-            if time.time() - began > 1:
-                rss.append(rss_mb(h2.pid))
+            try:
+                sampled.append(upstream_connections())
+                if time.time() - began > 1:
+                    rss.append(rss_mb(h2.pid))
+            except (OSError, subprocess.CalledProcessError):
+                continue
 
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        results["facade_1000_connections_h2"] = wrk(f"http://127.0.0.1:{h2_port}", jobs_lua, h2.pid, conns=1000)
+        results["facade_1000_connections_h2"] = answered(
+            "1,000 connections over TLS + HTTP/2",
+            wrk(f"http://127.0.0.1:{h2_port}", jobs_lua, h2.pid, conns=1000))
     finally:
         done.set()
         sampler.join()
     results["facade_peak_rss_mb_1000_h2"] = round(peak_rss_mb(h2.pid), 1)
     results["facade_upstream_connections_h2"] = {"peak_sampled": max(sampled, default=0), "after": upstream_connections()}
-    results["facade_rss_mb_1000_h2_after_1s"] = [round(min(rss), 1), round(max(rss), 1)]
+    results["facade_rss_mb_1000_h2_after_1s"] = [round(min(rss), 1), round(max(rss), 1)] if rss else None
     print("1000 connections, Graph over TLS and HTTP/2", results["facade_1000_connections_h2"],
           results["facade_peak_rss_mb_1000_h2"], results["facade_upstream_connections_h2"],
           results["facade_rss_mb_1000_h2_after_1s"], flush=True)
@@ -445,8 +473,10 @@ def table(r):
     h = r["facade_1000_connections_h2"]
     lines.append(f"| syncjob-facade, 1,000 connections, Graph over TLS + HTTP/2 | {h['rps']:,} | {h['p50_ms']} ms | {h['p99_ms']} ms | {h['cpu_us_per_request']} µs |")
     u = r["facade_upstream_connections_h2"]
+    steady = r["facade_rss_mb_1000_h2_after_1s"]
+    after_1s = f"RSS {steady[0]}–{steady[1]} MB" if steady else "no RSS sample"
     o = r["one_job_1000_concurrent"]
-    lines += ["", f"Facade: ready in {r['facade_ready_ms']} ms; RSS {r['facade_idle_rss_mb']} MB idle, peak {r['facade_peak_rss_mb_64']} MB at {r['connections']} connections after starts of {r['facade_jobs_recorded']:,} distinct jobs (the guard keeps each job's last start, at most `guard.memory_max_entries` records); a fresh facade peaked at {r['facade_peak_rss_mb_1000']} MB with 1,000 connections starting 1,000 jobs, and at {r['facade_peak_rss_mb_1000_h2']} MB with Graph over TLS + HTTP/2 ({u['peak_sampled']} upstream connections at most while the run began, sampled every 100 ms, {u['after']} after it; RSS {r['facade_rss_mb_1000_h2_after_1s'][0]}–{r['facade_rss_mb_1000_h2_after_1s'][1]} MB after the run's first second).",
+    lines += ["", f"Facade: ready in {r['facade_ready_ms']} ms; RSS {r['facade_idle_rss_mb']} MB idle, peak {r['facade_peak_rss_mb_64']} MB at {r['connections']} connections after starts of {r['facade_jobs_recorded']:,} distinct jobs (the guard keeps each job's last start, at most `guard.memory_max_entries` records); a fresh facade peaked at {r['facade_peak_rss_mb_1000']} MB with 1,000 connections starting 1,000 jobs, and at {r['facade_peak_rss_mb_1000_h2']} MB with Graph over TLS + HTTP/2 ({u['peak_sampled']} upstream connections at most during the run, sampled every 100 ms, {u['after']} after it; {after_1s} after the run's first second).",
               f"1,000 concurrent starts of one job (Graph's start delayed {o['delay_ms']} ms): {o['upstream_starts']} upstream start(s), {o['answered_204']} × 204, {o['shed']} shed; every follower answered within {o['followers_within_ms']} ms of the first answer (the server audited the last follower {o['followers_audited_within_ms']} ms after the leader).", ""]
     return "\n".join(lines)
 
