@@ -51,17 +51,6 @@ def start(args, log, env=None):
     return p
 
 
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.005)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
-
-
 def answered(name, result):
     """A run whose requests were refused or failed measures nothing worth publishing."""
     if result["non_2xx"] or result["socket_errors"]:
@@ -69,20 +58,43 @@ def answered(name, result):
     return result
 
 
-def wait_http(url, timeout=20, ok=(200, 204)):
+def wait_until(ready, what, timeout=20):
     end = time.time() + timeout
     while time.time() < end:
+        if ready():
+            return
+        time.sleep(0.005)
+    raise SystemExit(f"{what} did not answer")
+
+
+def wait_http(url, timeout=20, ok=(200, 204)):
+    def ready():
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status in ok:
-                    return
+                return r.status in ok
         except urllib.error.HTTPError as e:
-            if e.code in ok:
-                return
-            time.sleep(0.005)
+            return e.code in ok
         except Exception:
-            time.sleep(0.005)
-    raise SystemExit(f"{url} did not answer")
+            return False
+    wait_until(ready, url, timeout)
+
+
+def wait_port(port):
+    def ready():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_until(ready, f"127.0.0.1:{port}")
+
+
+def serve(config, port, log_name, env=None):
+    """A facade serving `config` (which listens on `port`), once it is ready."""
+    log = open(os.path.join(os.path.dirname(config), log_name), "w")
+    facade = start([FACADE, "serve", "--config", config], log, env=env)
+    wait_http(f"http://127.0.0.1:{port}/readyz", ok=(200,))
+    return facade
 
 
 def tree(pid):
@@ -250,8 +262,7 @@ cooldown_secs = 0
 preflight = false
 """)
     t0 = time.time()
-    facade = start([FACADE, "serve", "--config", config], open(os.path.join(work, "facade.log"), "w"))
-    wait_http(f"http://127.0.0.1:{facade_port}/readyz", ok=(200,))
+    facade = serve(config, facade_port, "facade.log")
     results["facade_ready_ms"] = round((time.time() - t0) * 1000, 1)
     results["facade_idle_rss_mb"] = round(rss_mb(facade.pid), 1)
     for port in (up_port, proxy_port, haproxy_port):
@@ -336,8 +347,7 @@ tenant_id = "{TENANT}"
 client_id = "{GRAPH_APP['clientId']}"
 client_secret = "{GRAPH_APP['clientSecret']}"
 """)
-    coalescer = start([FACADE, "serve", "--config", config2], open(os.path.join(work, "coalesce.log"), "w"))
-    wait_http(f"http://127.0.0.1:{coalesce_port}/readyz", ok=(200,))
+    serve(config2, coalesce_port, "coalesce.log")
     out = subprocess.run(
         [os.path.join(ROOT, "target/release/examples/scenarios"), f"http://127.0.0.1:{coalesce_port}", emu, token, SP, JOB],
         capture_output=True, text=True, check=True,
@@ -373,8 +383,7 @@ def connections(results, config, facade_port, start_lua):
     fresh_port = free_port()
     fresh_config = os.path.join(work, "fresh.toml")
     open(fresh_config, "w").write(open(config).read().replace(f"127.0.0.1:{facade_port}", f"127.0.0.1:{fresh_port}"))
-    fresh = start([FACADE, "serve", "--config", fresh_config], open(os.path.join(work, "fresh.log"), "w"))
-    wait_http(f"http://127.0.0.1:{fresh_port}/readyz", ok=(200,))
+    fresh = serve(fresh_config, fresh_port, "fresh.log")
     jobs_lua = os.path.join(work, "jobs.lua")
     open(jobs_lua, "w").write(open(start_lua).read().replace('"." .. counter', '"." .. (counter % 500)'))
     results["facade_1000_connections"] = answered(
@@ -415,9 +424,7 @@ def connections_over_h2(results, work, config, fresh_config, fresh_port, jobs_lu
         open(fresh_config).read()
         .replace(f"127.0.0.1:{fresh_port}", f"127.0.0.1:{h2_port}")
         .replace(f"http://127.0.0.1:{up}", f"https://127.0.0.1:{tls_port}"))
-    h2 = start([FACADE, "serve", "--config", h2_config], open(os.path.join(work, "h2.log"), "w"),
-               env={**os.environ, "SSL_CERT_FILE": os.path.join(work, "ca.pem")})
-    wait_http(f"http://127.0.0.1:{h2_port}/readyz", ok=(200,))
+    h2 = serve(h2_config, h2_port, "h2.log", env={**os.environ, "SSL_CERT_FILE": os.path.join(work, "ca.pem")})
 
     def upstream_connections():
         out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{tls_port} )"],

@@ -1854,11 +1854,10 @@ fn authorize_url(emu: &Emulator) -> String {
     format!("{}/oauth2/v2.0/authorize", emu.authority())
 }
 
-/// A 400 `invalid_grant` whose description begins with Entra's `code`.
-async fn assert_invalid_grant(response: reqwest::Response, code: &str) {
-    assert_eq!(response.status(), 400);
+/// An Entra error answered with `status`, whose description begins with Entra's `code`.
+async fn assert_entra_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status);
     let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"], "invalid_grant");
     assert!(
         error["error_description"]
             .as_str()
@@ -1866,6 +1865,13 @@ async fn assert_invalid_grant(response: reqwest::Response, code: &str) {
             .starts_with(code),
         "{error}"
     );
+    error
+}
+
+/// A 400 `invalid_grant` whose description begins with Entra's `code`.
+async fn assert_invalid_grant(response: reqwest::Response, code: &str) {
+    let error = assert_entra_error(response, 400, code).await;
+    assert_eq!(error["error"], "invalid_grant");
 }
 
 /// Asks for the sign-in page, without following a redirect.
@@ -2131,16 +2137,7 @@ async fn a_secret_on_the_public_client_or_a_redemption_without_an_origin_is_refu
         ),
         (None, &[][..], 400, "AADSTS9002327"),
     ] {
-        let response = redeem_with(&emu, origin, extra).await;
-        assert_eq!(response.status(), status);
-        let error: Value = response.json().await.unwrap();
-        assert!(
-            error["error_description"]
-                .as_str()
-                .unwrap()
-                .starts_with(code),
-            "{error}"
-        );
+        assert_entra_error(redeem_with(&emu, origin, extra).await, status, code).await;
     }
 }
 

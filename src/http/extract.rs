@@ -138,9 +138,7 @@ impl FromRequestParts<AppState> for Forwarding {
                         "The {name} header is longer than {MAX_FORWARDED_VALUE} bytes."
                     )));
                 }
-                // A copy: the caller's value is a slice of the connection's read buffer, which
-                // it would keep alive while the start waits on Graph.
-                let copied = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
+                let copied = detached(value).ok_or_else(|| {
                     ApiError::bad_request(format!("The {name} header is not a valid value."))
                 })?;
                 headers.append(name.clone(), copied);
@@ -153,6 +151,13 @@ impl FromRequestParts<AppState> for Forwarding {
             caller_token: bearer(&parts.headers).map(crate::values::Secret::new),
         })
     }
+}
+
+/// A copy of a caller's header value that keeps nothing of the request: hyper's values are
+/// slices of the connection's read buffer, which a value kept while Graph answers would keep
+/// alive. `None` for bytes that a checked header value may not hold.
+pub fn detached(value: &HeaderValue) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(value.as_bytes()).ok()
 }
 
 /// Longest value of a caller header forwarded to Graph (`graph.forward_headers`).

@@ -31,7 +31,7 @@ impl ReadQuery {
             select: select(uri.query()),
             if_none_match: headers
                 .get(header::IF_NONE_MATCH)
-                .and_then(|value| HeaderValue::from_bytes(value.as_bytes()).ok()),
+                .and_then(super::extract::detached),
         }
     }
 }

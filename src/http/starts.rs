@@ -35,27 +35,24 @@ pub async fn graph_route(
             uri.path().rsplit('/').next().unwrap_or_default()
         )));
     };
-    // The request line and headers are slices of the connection's read buffer: what the route
-    // needs is taken from them now, and they are dropped before anything is awaited, so that a
-    // start waiting on Graph does not keep that buffer (8 to 16 KB) alive.
-    let read_query = super::reads::ReadQuery::parse(&uri, &headers);
-    let query = StartQuery::parse(uri.query(), false);
-    drop((uri, headers));
+    // The request line and headers are slices of the connection's read buffer: each branch
+    // takes what it needs from them and drops them before anything is awaited, so that a start
+    // waiting on Graph does not keep that buffer (8 to 16 KB) alive.
     match (path.start, method) {
         (true, Method::POST) => {}
         (false, Method::GET) => {
+            let query = super::reads::ReadQuery::parse(&uri, &headers);
+            drop((uri, headers));
             // Boxed: a read's future (cache, single flight, Graph call) is about 15 KB, and
             // inline it would make every start's future that large too.
-            return Box::pin(super::reads::read(
-                &state, path, read_query, caller?, forwarding,
-            ))
-            .await;
+            return Box::pin(super::reads::read(&state, path, query, caller?, forwarding)).await;
         }
         (true, _) => return Err(ApiError::method_not_allowed("POST")),
         (false, _) => return Err(ApiError::method_not_allowed("GET")),
     }
     let caller = caller?;
-    let query = query?;
+    let query = StartQuery::parse(uri.query(), false)?;
+    drop((uri, headers));
     let request = StartRequest {
         version: path.version,
         service_principal: path.service_principal?,
