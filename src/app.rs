@@ -47,24 +47,25 @@ pub fn build(valid: Valid) -> Result<AppState, crate::Error> {
         read_store,
         Duration::from_secs(config.reads.cache_secs),
     ));
-    let reads = ReadService::new(
-        Arc::clone(&graph_client),
-        policy(),
-        Arc::clone(&directory),
-        Arc::clone(&guard),
-        Arc::clone(&admission),
-        Arc::clone(&read_cache),
-    );
-    let starts = Arc::new(StartService::new(
-        graph_client,
-        policy(),
+    let reads = ReadService {
+        graph: Arc::clone(&graph_client),
+        policy: policy(),
+        directory: Arc::clone(&directory),
+        guard: Arc::clone(&guard),
+        admission: Arc::clone(&admission),
+        cache: Arc::clone(&read_cache),
+    };
+    let starts = Arc::new(StartService {
+        graph: graph_client,
+        policy: policy(),
         guard,
         admission,
         directory,
-        read_cache,
-        config.guard.preflight,
-        config.graph.on_behalf_of,
-    ));
+        reads: read_cache,
+        preflight: config.guard.preflight,
+        on_behalf_of: config.graph.on_behalf_of,
+        tasks: tokio_util::task::TaskTracker::new(),
+    });
     Ok(AppState(Arc::new(App {
         auth,
         starts,

@@ -53,18 +53,14 @@ impl Decision {
     }
 }
 
-/// The target as resolved so far.
-pub struct Target<'a> {
+pub struct Event<'a> {
+    pub route: &'static str,
+    pub caller: &'a Caller,
+    /// The target as resolved so far.
     pub version: ApiVersion,
     pub requested: &'a ServicePrincipalRef,
     pub service_principal_id: Option<&'a str>,
     pub job_id: &'a JobId,
-}
-
-pub struct Event<'a> {
-    pub route: &'static str,
-    pub caller: &'a Caller,
-    pub target: Target<'a>,
     pub decision: Decision,
     pub reason: &'a str,
     pub upstream_status: Option<u16>,
@@ -75,7 +71,7 @@ pub struct Event<'a> {
 pub fn record(event: &Event<'_>) {
     metrics::counter!(crate::telemetry::START_DECISIONS, "decision" => event.decision.as_str())
         .increment(1);
-    let app_id_key = match event.target.requested {
+    let app_id_key = match event.requested {
         ServicePrincipalRef::AppId(app_id) => Some(app_id.as_str()),
         ServicePrincipalRef::Id(_) => None,
     };
@@ -87,10 +83,10 @@ pub fn record(event: &Event<'_>) {
         caller.object_id = %event.caller.object_id,
         caller.app_id = %crate::telemetry::shown(event.caller.app_id.as_deref().unwrap_or("")),
         caller.name = %crate::telemetry::shown(event.caller.name.as_deref().unwrap_or("")),
-        target.api_version = event.target.version.as_str(),
-        target.service_principal_id = event.target.service_principal_id.unwrap_or(""),
+        target.api_version = event.version.as_str(),
+        target.service_principal_id = event.service_principal_id.unwrap_or(""),
         target.app_id = app_id_key.unwrap_or(""),
-        target.job_id = event.target.job_id.as_str(),
+        target.job_id = event.job_id.as_str(),
         decision = event.decision.as_str(),
         reason = event.reason,
         upstream.status = event.upstream_status.unwrap_or(0),
@@ -133,12 +129,10 @@ mod tests {
             record(&Event {
                 route: "graph",
                 caller: &caller,
-                target: Target {
-                    version: ApiVersion::V1,
-                    requested: &requested,
-                    service_principal_id: Some(sp.as_str()),
-                    job_id: &job,
-                },
+                version: ApiVersion::V1,
+                requested: &requested,
+                service_principal_id: Some(sp.as_str()),
+                job_id: &job,
                 decision: Decision::Forwarded,
                 reason: "started",
                 upstream_status: Some(204),

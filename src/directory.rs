@@ -82,7 +82,7 @@ struct Lookups<K, V> {
 }
 
 /// A lookup answer that is shared with concurrent waiters but not kept.
-enum Unkept {
+pub(crate) enum Unkept {
     Upstream(UpstreamAnswer),
     Failed(ApiError),
 }

@@ -22,14 +22,6 @@ pub struct ApiError {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// Marks a response whose body is a facade error envelope, so that the request-context
-/// middleware can fill in `request-id` and `client-request-id` once they are known.
-#[derive(Debug, Clone)]
-pub struct ErrorInfo {
-    pub code: Cow<'static, str>,
-    pub message: String,
-}
-
 impl ApiError {
     pub fn new(
         status: StatusCode,
@@ -191,18 +183,17 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         // The ids are filled in by the request-context middleware; a response built outside it
         // (unit tests) still carries a complete envelope.
         let body = self.body("", "");
         let mut response = (self.status, axum::Json(body)).into_response();
-        for (name, value) in self.headers {
+        for (name, value) in std::mem::take(&mut self.headers) {
             response.headers_mut().insert(name, value);
         }
-        response.extensions_mut().insert(ErrorInfo {
-            code: self.code,
-            message: self.message,
-        });
+        // Marks a facade error envelope, so that the request-context middleware can fill in
+        // `request-id` and `client-request-id` once they are known.
+        response.extensions_mut().insert(self);
         response
     }
 }

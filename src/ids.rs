@@ -19,13 +19,9 @@ pub enum ApiVersion {
 
 impl ApiVersion {
     pub fn parse(text: &str) -> Option<Self> {
-        if text.eq_ignore_ascii_case("v1.0") {
-            Some(Self::V1)
-        } else if text.eq_ignore_ascii_case("beta") {
-            Some(Self::Beta)
-        } else {
-            None
-        }
+        [Self::V1, Self::Beta]
+            .into_iter()
+            .find(|version| text.eq_ignore_ascii_case(version.as_str()))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +55,25 @@ deserialize_by_parsing!(
     ServicePrincipalId => |t: &str| ServicePrincipalId::parse(t).map_err(|e| e.message),
     JobId => |t: &str| JobId::parse(t).map_err(|e| e.message),
 );
+
+/// The text of an id that wraps a checked string.
+macro_rules! as_text {
+    ($($type:ty),*) => {$(
+        impl $type {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+
+as_text!(ServicePrincipalId, AppId, JobId);
 
 /// A GUID in its hyphenated 36-character form, kept in lower case (Graph object ids are
 /// case-insensitive, and the guard compares them as such).
@@ -103,16 +118,6 @@ impl ServicePrincipalId {
     pub fn parse(text: &str) -> Result<Self, ApiError> {
         parse_guid("servicePrincipalId", text).map(Self)
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ServicePrincipalId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// The application (client) id, Graph's alternate key for a service principal.
@@ -123,16 +128,6 @@ pub struct AppId(String);
 impl AppId {
     pub fn parse(text: &str) -> Result<Self, ApiError> {
         parse_guid("appId", text).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AppId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -161,16 +156,6 @@ impl JobId {
             )));
         }
         Ok(Self(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -201,7 +201,8 @@ mod status_code {
     }
 }
 
-mod header_list {
+/// A `HeaderMap` as a list of text pairs (values that are not text are left out).
+pub(crate) mod header_list {
     use super::*;
 
     pub fn serialize<S: Serializer>(headers: &HeaderMap, s: S) -> Result<S::Ok, S::Error> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::admission::Admission;
 use crate::auth::Caller;
 use crate::auth::authz::{Grant, Policy};
-use crate::directory::Directory;
+use crate::directory::{Directory, Unkept};
 use crate::error::ApiError;
 use crate::graph::{Forwarding, GraphClient, Read, UpstreamAnswer};
 use crate::guard::store::Store;
@@ -66,7 +66,8 @@ pub struct ReadRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fetched {
     /// Graph's kept headers (`request-id`, ...).
-    pub headers: Vec<(String, String)>,
+    #[serde(with = "crate::outcome::header_list")]
+    pub headers: HeaderMap,
     pub body: String,
     /// When Graph answered, in milliseconds since the Unix epoch.
     pub fetched_ms: u64,
@@ -120,12 +121,6 @@ impl moka::Expiry<String, Arc<Fetched>> for Freshness {
         let age = Duration::from_millis(now_ms().saturating_sub(value.fetched_ms));
         Some(self.0.saturating_sub(age))
     }
-}
-
-/// A miss that is shared with the concurrent waiters of its one Graph call, not kept.
-enum Unkept {
-    Upstream(UpstreamAnswer),
-    Failed(ApiError),
 }
 
 impl ReadCache {
@@ -218,7 +213,8 @@ impl ReadCache {
             headers: answer
                 .headers
                 .iter()
-                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .filter(|(_, v)| v.to_str().is_ok())
+                .map(|(n, v)| (n.clone(), v.clone()))
                 .collect(),
             body: String::from_utf8_lossy(&answer.body).into_owned(),
             fetched_ms: now_ms(),
@@ -269,33 +265,15 @@ impl ReadCache {
 }
 
 pub struct ReadService {
-    graph: Arc<GraphClient>,
-    policy: Policy,
-    directory: Arc<Directory>,
-    guard: Arc<Guard>,
-    admission: Arc<Admission>,
-    cache: Arc<ReadCache>,
+    pub(crate) graph: Arc<GraphClient>,
+    pub(crate) policy: Policy,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) guard: Arc<Guard>,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) cache: Arc<ReadCache>,
 }
 
 impl ReadService {
-    pub fn new(
-        graph: Arc<GraphClient>,
-        policy: Policy,
-        directory: Arc<Directory>,
-        guard: Arc<Guard>,
-        admission: Arc<Admission>,
-        cache: Arc<ReadCache>,
-    ) -> Self {
-        Self {
-            graph,
-            policy,
-            directory,
-            guard,
-            admission,
-            cache,
-        }
-    }
-
     /// Authorises, resolves and reads; the answer carries the guard's view of each job.
     pub async fn read(
         &self,
@@ -361,16 +339,7 @@ impl ReadService {
         self.annotate(&sp, request.job.as_ref(), &mut body).await?;
         let age = now_ms().saturating_sub(fetched.fetched_ms) / 1000;
         Ok(ReadAnswer::Jobs(JobsRead {
-            headers: fetched
-                .headers
-                .iter()
-                .filter_map(|(n, v)| {
-                    Some((
-                        HeaderName::from_bytes(n.as_bytes()).ok()?,
-                        HeaderValue::from_str(v).ok()?,
-                    ))
-                })
-                .collect(),
+            headers: fetched.headers.clone(),
             body,
             age,
             max_age: self.cache.ttl.as_secs().saturating_sub(age),
@@ -385,27 +354,21 @@ impl ReadService {
         job: Option<&JobId>,
         body: &mut Value,
     ) -> Result<(), ApiError> {
-        let mut objects: Vec<(&mut serde_json::Map<String, Value>, Option<JobId>)> =
-            match (job, body) {
-                (Some(job), Value::Object(object)) => vec![(object, Some(job.clone()))],
-                (None, Value::Object(list)) => match list.get_mut("value") {
-                    Some(Value::Array(items)) => items
-                        .iter_mut()
-                        .filter_map(|item| {
-                            let id = item
-                                .get("id")
-                                .and_then(Value::as_str)
-                                .and_then(|id| JobId::parse(id).ok());
-                            item.as_object_mut().map(|object| (object, id))
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                },
-                _ => Vec::new(),
+        let objects: Vec<&mut Value> = match job {
+            Some(_) => vec![body],
+            None => body
+                .get_mut("value")
+                .and_then(Value::as_array_mut)
+                .map_or_else(Vec::new, |items| items.iter_mut().collect()),
+        };
+        for object in objects {
+            let id = job
+                .cloned()
+                .or_else(|| JobId::parse(object.get("id")?.as_str()?).ok());
+            let (Some(id), Some(object)) = (id, object.as_object_mut()) else {
+                continue;
             };
-        for (object, id) in &mut objects {
-            let Some(id) = id else { continue };
-            let view = self.guard.view(&JobKey::new(sp, id)).await?;
+            let view = self.guard.view(&JobKey::new(sp, &id)).await?;
             object.insert(
                 "@syncjob.startAllowedAt".into(),
                 view.start_allowed_at.into(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::admission::Admission;
-use crate::audit::{self, Decision, Target};
+use crate::audit::{self, Decision};
 use crate::auth::Caller;
 use crate::auth::authz::{Grant, Policy};
 use crate::directory::Directory;
@@ -84,55 +84,23 @@ impl Verdict {
 }
 
 pub struct StartService {
-    graph: Arc<GraphClient>,
-    policy: Policy,
-    guard: Arc<Guard>,
+    pub(crate) graph: Arc<GraphClient>,
+    pub(crate) policy: Policy,
+    pub(crate) guard: Arc<Guard>,
     /// Charges callers for what reaches Graph; places for starts running.
-    admission: Arc<Admission>,
+    pub(crate) admission: Arc<Admission>,
     /// The cached job reads, dropped when a start is forwarded.
-    reads: Arc<ReadCache>,
-    preflight: bool,
+    pub(crate) reads: Arc<ReadCache>,
+    pub(crate) preflight: bool,
     /// Delegated callers' starts go to Graph as the user (on-behalf-of).
-    on_behalf_of: bool,
-    /// Every start in flight.
-    tasks: tokio_util::task::TaskTracker,
+    pub(crate) on_behalf_of: bool,
+    /// Every start in flight, detached from its caller: shutdown waits for them.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
     /// appId resolution and owners, cached and shared with the job reads.
-    directory: Arc<Directory>,
+    pub(crate) directory: Arc<Directory>,
 }
 
 impl StartService {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        graph: Arc<GraphClient>,
-        policy: Policy,
-        guard: Arc<Guard>,
-        admission: Arc<Admission>,
-        directory: Arc<Directory>,
-        reads: Arc<ReadCache>,
-        preflight: bool,
-        on_behalf_of: bool,
-    ) -> Self {
-        Self {
-            graph,
-            policy,
-            guard,
-            admission,
-            directory,
-            reads,
-            preflight,
-            on_behalf_of,
-            tasks: tokio_util::task::TaskTracker::new(),
-        }
-    }
-
-    pub fn graph(&self) -> &GraphClient {
-        &self.graph
-    }
-
-    pub fn guard(&self) -> &Guard {
-        &self.guard
-    }
-
     /// The token-level permission check alone (per-target checks follow in `start`).
     pub fn authorize(&self, caller: &Caller) -> Result<Grant, ApiError> {
         self.policy.authorize(caller)
@@ -154,11 +122,6 @@ impl StartService {
                 outcome: ApiError::internal(error).into(),
                 pass_thru: false,
             })
-    }
-
-    /// Starts still running (detached from their callers), for shutdown to wait on.
-    pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
-        &self.tasks
     }
 
     /// Decides one start and writes its audit event.
@@ -183,12 +146,10 @@ impl StartService {
         audit::record(&audit::Event {
             route: request.route,
             caller,
-            target: Target {
-                version: request.version,
-                requested: &request.service_principal,
-                service_principal_id: resolved.as_ref().map(ServicePrincipalId::as_str),
-                job_id: &request.job,
-            },
+            version: request.version,
+            requested: &request.service_principal,
+            service_principal_id: resolved.as_ref().map(ServicePrincipalId::as_str),
+            job_id: &request.job,
             decision: verdict.decision,
             reason: &verdict.reason,
             upstream_status: from_graph.then_some(verdict.outcome.status.as_u16()),

@@ -349,7 +349,6 @@ pub fn summary_entry(sp: &str, job: &str, outcome: &Outcome) -> (Value, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::Secret;
 
     fn hook(scheme: WebhookScheme, secrets: &[&str]) -> WebhookConfig {
         WebhookConfig {

@@ -105,13 +105,6 @@ enum Crossed<T> {
     Declined(ApiError),
 }
 
-/// How the leader's work ended: the outcome, its report, and whether the lease must be kept
-/// (the start happened but its cooldown could not be recorded); or declined.
-enum Led<T> {
-    Ran(Outcome, T, bool),
-    Declined(ApiError),
-}
-
 /// What claiming an idempotency key (or a webhook delivery id) found.
 enum Claim<T> {
     /// Nobody held it: this request runs, then settles it.
@@ -122,8 +115,6 @@ enum Claim<T> {
     OtherTarget,
     /// Still held by a request in progress after the wait.
     InProgress,
-    /// The store failed.
-    Failed(ApiError),
 }
 
 /// A kept answer: the outcome and the shape it was first answered in.
@@ -317,10 +308,7 @@ impl Guard {
             return self
                 .lead(job, job_id, None, start)
                 .await
-                .map(|led| match led {
-                    Led::Ran(outcome, report, _) => Crossed::Flight(Flight::Led(outcome, report)),
-                    Led::Declined(error) => Crossed::Declined(error),
-                });
+                .map(|(crossed, _)| crossed);
         }
         let lease_key = format!("lease:{}", job.0);
         let flight = uuid::Uuid::new_v4().to_string();
@@ -335,47 +323,24 @@ impl Guard {
                 let led = self.lead(job, job_id, Some(&flight), start).await;
                 // A started job whose cooldown could not be recorded keeps its lease until it
                 // expires: a shorter cooldown, rather than none.
-                let keep_lease = matches!(led, Ok(Led::Ran(_, _, true)));
+                let keep_lease = matches!(led, Ok((_, true)));
                 if !keep_lease && let Err(error) = self.state.delete_if(&lease_key, &flight).await {
                     tracing::warn!(%error, "could not release a flight lease; it expires by itself");
                 }
-                return led.map(|led| match led {
-                    Led::Ran(outcome, report, _) => Crossed::Flight(Flight::Led(outcome, report)),
-                    Led::Declined(error) => Crossed::Declined(error),
-                });
+                return led.map(|(crossed, _)| crossed);
             }
             let Some(holder) = self.state.get(&lease_key).await.map_err(unavailable)? else {
                 continue;
             };
+            let outcome_key = format!("outcome:{holder}");
             while Instant::now() < deadline {
-                if let Some(text) = self
-                    .state
-                    .get(&format!("outcome:{holder}"))
-                    .await
-                    .map_err(unavailable)?
-                {
+                // The lease first: its holder records the outcome before releasing it.
+                let lease = self.state.get(&lease_key).await.map_err(unavailable)?;
+                if let Some(text) = self.state.get(&outcome_key).await.map_err(unavailable)? {
                     let outcome = serde_json::from_str(&text).map_err(ApiError::internal)?;
                     return Ok(Crossed::Flight(Flight::Joined(outcome)));
                 }
-                if self
-                    .state
-                    .get(&lease_key)
-                    .await
-                    .map_err(unavailable)?
-                    .as_deref()
-                    != Some(holder.as_str())
-                {
-                    // The holder may have recorded its outcome just before releasing.
-                    if let Some(text) = self
-                        .state
-                        .get(&format!("outcome:{holder}"))
-                        .await
-                        .map_err(unavailable)?
-                    {
-                        return Ok(Crossed::Flight(Flight::Joined(
-                            serde_json::from_str(&text).map_err(ApiError::internal)?,
-                        )));
-                    }
+                if lease.as_deref() != Some(holder.as_str()) {
                     break;
                 }
                 tokio::time::sleep(POLL).await;
@@ -392,14 +357,15 @@ impl Guard {
     }
 
     /// The flight's work, run by the leader; `flight` names the outcome record that waiting
-    /// replicas read (none with one replica).
+    /// replicas read (none with one replica). Also says whether the lease must be kept: the
+    /// start happened but its cooldown could not be recorded.
     async fn lead<T>(
         &self,
         job: &JobKey,
         job_id: &JobId,
         flight: Option<&str>,
         start: impl Future<Output = Result<(Outcome, T), ApiError>>,
-    ) -> Result<Led<T>, ApiError> {
+    ) -> Result<(Crossed<T>, bool), ApiError> {
         // Another replica may have finished a start between this request's first cooldown
         // check and taking the lease.
         if let Some(remaining) = self.cooldown_remaining(job).await? {
@@ -409,7 +375,7 @@ impl Guard {
         let (outcome, report) = match start.await {
             Ok(done) => done,
             // Nothing to share: the lease is released and waiting replicas try again.
-            Err(declined) => return Ok(Led::Declined(declined)),
+            Err(declined) => return Ok((Crossed::Declined(declined), false)),
         };
         let started = outcome.started();
         let mut cooldown_missing = false;
@@ -438,18 +404,14 @@ impl Guard {
                 tracing::warn!(%error, "could not share a flight outcome; waiting replicas will time out");
             }
         }
-        Ok(Led::Ran(outcome, report, cooldown_missing))
+        Ok((
+            Crossed::Flight(Flight::Led(outcome, report)),
+            cooldown_missing,
+        ))
     }
 
     fn idempotency_key(scope: &str, key: &str) -> String {
-        let digest = Sha256::digest(format!("{scope}\n{key}").as_bytes());
-        format!(
-            "idem:{}",
-            digest
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        )
+        format!("idem:{:x}", Sha256::digest(format!("{scope}\n{key}")))
     }
 
     /// Looks up or claims an idempotency key for `scope` (the caller) and `job`.
@@ -461,7 +423,7 @@ impl Guard {
     ) -> Result<Idempotent, ApiError> {
         match self
             .claim(&Self::idempotency_key(scope, &key.0), &job.0)
-            .await
+            .await?
         {
             Claim::Fresh => Ok(Idempotent::Fresh),
             Claim::Answered(Replayed { outcome, pass_thru }) => {
@@ -477,7 +439,6 @@ impl Guard {
                 "A request with this Idempotency-Key is still in progress; retry later.",
             )
             .with_retry_after(1)),
-            Claim::Failed(error) => Err(error),
         }
     }
 
@@ -510,7 +471,7 @@ impl Guard {
         delivery_id: &str,
     ) -> Result<Option<serde_json::Value>, ApiError> {
         let key = Self::idempotency_key(&format!("hook:{hook}"), delivery_id);
-        match self.claim(&key, hook).await {
+        match self.claim(&key, hook).await? {
             Claim::Fresh => Ok(None),
             Claim::Answered(answer) => Ok(Some(answer)),
             Claim::OtherTarget | Claim::InProgress => Err(ApiError::conflict(
@@ -518,7 +479,6 @@ impl Guard {
                 "This delivery is still being processed; it is answered once.",
             )
             .with_retry_after(1)),
-            Claim::Failed(error) => Err(error),
         }
     }
 
@@ -543,7 +503,7 @@ impl Guard {
         &self,
         store_key: &str,
         target: &str,
-    ) -> Claim<T> {
+    ) -> Result<Claim<T>, ApiError> {
         let claim = serde_json::to_string(&IdempotencyRecord::<T> {
             target: target.to_owned(),
             outcome: None,
@@ -551,28 +511,27 @@ impl Guard {
         .expect("record serialises");
         let deadline = Instant::now() + self.reply_wait;
         loop {
-            match self.replies.set_nx(store_key, &claim, self.lease_ttl).await {
-                Err(error) => return Claim::Failed(unavailable(error)),
-                Ok(true) => return Claim::Fresh,
-                Ok(false) => {}
+            let replies = &self.replies;
+            if replies
+                .set_nx(store_key, &claim, self.lease_ttl)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(Claim::Fresh);
             }
-            let text = match self.replies.get(store_key).await {
-                Err(error) => return Claim::Failed(unavailable(error)),
-                Ok(None) => continue,
-                Ok(Some(text)) => text,
+            let Some(text) = replies.get(store_key).await.map_err(unavailable)? else {
+                continue;
             };
-            let record: IdempotencyRecord<T> = match serde_json::from_str(&text) {
-                Ok(record) => record,
-                Err(error) => return Claim::Failed(ApiError::internal(error)),
-            };
+            let record: IdempotencyRecord<T> =
+                serde_json::from_str(&text).map_err(ApiError::internal)?;
             if record.target != target {
-                return Claim::OtherTarget;
+                return Ok(Claim::OtherTarget);
             }
             if let Some(outcome) = record.outcome {
-                return Claim::Answered(outcome);
+                return Ok(Claim::Answered(outcome));
             }
             if Instant::now() >= deadline {
-                return Claim::InProgress;
+                return Ok(Claim::InProgress);
             }
             tokio::time::sleep(POLL).await;
         }

@@ -124,18 +124,10 @@ impl Store {
                 Ok(())
             }
             Self::Redis(store) => {
-                let script = redis::Script::new(
-                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-                );
-                let mut connection = store.connection().await?;
-                let mut invocation = script.key(key);
-                invocation.arg(value);
-                let call = invocation.invoke_async::<i64>(&mut connection);
-                tokio::time::timeout(REDIS_TIMEOUT, call)
-                    .await
-                    .map_err(|_| StoreError("Redis did not answer in time".into()))?
-                    .map_err(|e| store.check(e))?;
-                Ok(())
+                const RELEASE_IF_HELD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+                let mut release = redis::cmd("EVAL");
+                let release = release.arg(RELEASE_IF_HELD).arg(1).arg(key).arg(value);
+                store.query::<i64>(release).await.map(drop)
             }
         }
     }
@@ -192,6 +184,15 @@ struct Timed {
     expires_at: Instant,
 }
 
+impl Timed {
+    fn new(value: &str, ttl: Duration) -> Self {
+        Self {
+            value: value.into(),
+            expires_at: Instant::now() + ttl,
+        }
+    }
+}
+
 struct PerEntryExpiry;
 
 impl Expiry<String, Timed> for PerEntryExpiry {
@@ -245,21 +246,12 @@ impl MemoryStore {
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) {
         self.entries
-            .insert(
-                key.to_owned(),
-                Timed {
-                    value: value.into(),
-                    expires_at: Instant::now() + ttl,
-                },
-            )
+            .insert(key.to_owned(), Timed::new(value, ttl))
             .await;
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> bool {
-        let new = Timed {
-            value: value.into(),
-            expires_at: Instant::now() + ttl,
-        };
+        let new = Timed::new(value, ttl);
         let result = self
             .entries
             .entry(key.to_owned())

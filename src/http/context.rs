@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::error::{ApiError, ErrorInfo};
+use crate::error::ApiError;
 use crate::outcome::FromGraph;
 
 /// Ids of one request.
@@ -73,7 +73,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         )
     });
 
-    let bare = response.extensions().get::<ErrorInfo>().is_none()
+    let bare = response.extensions().get::<ApiError>().is_none()
         && response.extensions().get::<FromGraph>().is_none();
     if let Some(error) = error_for_bare_status(&response).filter(|_| bare) {
         let allow = response.headers().get(header::ALLOW).cloned();
@@ -106,19 +106,14 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         "client-request-id",
         HeaderValue::from_str(&context.client_request_id).expect("checked header value"),
     );
-    if let Some(info) = response.extensions().get::<ErrorInfo>().cloned() {
+    if let Some(error) = response.extensions().get::<ApiError>().cloned() {
         let request_id = response
             .headers()
             .get("request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let body = crate::error::envelope(
-            &info.code,
-            &info.message,
-            &request_id,
-            &context.client_request_id,
-        );
+        let body = error.body(&request_id, &context.client_request_id);
         let bytes = serde_json::to_vec(&body).expect("json");
         response
             .headers_mut()

@@ -104,7 +104,7 @@ pub async fn deliver(
                 Some(verified.replay_key),
             )
         };
-    let guard = state.starts.guard();
+    let guard = &state.starts.guard;
     if let Some(key) = &replay_key
         && let Some(first) = guard.begin_delivery(&hook.name, key).await?
     {

@@ -38,18 +38,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
     // The reasons are named, their details (Entra's and Redis's messages) only logged: this
     // route answers anyone.
-    if let Err(error) = state.starts.graph().credential().token().await {
+    if let Err(error) = state.starts.graph.credential().token().await {
         tracing::warn!(%error, "not ready: no Graph token");
         problems.push("the Graph credential cannot obtain a token".to_owned());
     }
-    if let Err(error) = state.starts.guard().ping().await {
+    if let Err(error) = state.starts.guard.ping().await {
         tracing::warn!(%error, "not ready: guard store unreachable");
         problems.push("the guard store is unreachable".to_owned());
     }
     if problems.is_empty() {
         // Graph itself failing does not make the facade unready (each start answers 502/503);
         // the breaker's state is reported for operators.
-        let breaker = state.starts.graph().breaker_state().as_str();
+        let breaker = state.starts.graph.breaker_state().as_str();
         axum::Json(json!({"status": "ready", "graphCircuit": breaker})).into_response()
     } else {
         ApiError::service_unavailable(format!("Not ready: {}.", problems.join("; ")), 5)

@@ -35,7 +35,7 @@ impl Server {
             }
         }
         // Connect the guard store now, so that the first starts do not race to connect.
-        if let Err(error) = state.starts.guard().ping().await {
+        if let Err(error) = state.starts.guard.ping().await {
             tracing::warn!(%error, "guard store not reachable at start-up; starts fail closed until it is");
         }
         Ok(Self { listener, state })
@@ -103,7 +103,7 @@ impl Server {
         }
         // Starts whose callers left are still running detached: they finish too, in the grace
         // period that is left, so that none is cut in half and each is audited.
-        let tasks = starts.tasks();
+        let tasks = &starts.tasks;
         tasks.close();
         let left = grace_ends.lock().expect("grace lock").map_or(grace, |end| {
             end.saturating_duration_since(std::time::Instant::now())
