@@ -66,7 +66,7 @@ pub fn build(valid: Valid) -> Result<AppState, crate::Error> {
         on_behalf_of: config.graph.on_behalf_of,
         tasks: tokio_util::task::TaskTracker::new(),
     });
-    Ok(AppState(Arc::new(App {
+    Ok(Arc::new(App {
         auth,
         starts,
         reads,
@@ -75,7 +75,7 @@ pub fn build(valid: Valid) -> Result<AppState, crate::Error> {
         hooks: config.webhooks,
         server: config.server,
         draining: std::sync::atomic::AtomicBool::new(false),
-    })))
+    }))
 }
 
 /// The guard and its store, and the store of the job-read cache. With Redis, flights, cooldowns,

@@ -105,7 +105,7 @@ pub async fn serve(config: Option<&Path>) -> Result<(), crate::Error> {
     for warning in valid.config.warnings() {
         tracing::warn!("{warning}");
     }
-    Server::bind(valid).await?.run(shutdown_signal()).await?;
+    Server::bind(valid).await?.run(shutdown_signal()).await;
     Ok(())
 }
 

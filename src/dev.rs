@@ -31,7 +31,7 @@ pub async fn dev(port: u16) -> Result<(), syncjob_facade::Error> {
         }
     }
     print_dev_banner(&emulator, &url);
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown_signal()).await;
     Ok(())
 }
 

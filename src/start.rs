@@ -5,9 +5,8 @@
 //! and answers with one [`Outcome`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::admission::Admission;
 use crate::audit::{self, Decision};
@@ -128,17 +127,13 @@ impl StartService {
     pub async fn start(&self, caller: &Caller, request: &StartRequest) -> Answer {
         // With on-behalf-of, every Graph call of a delegated caller's start acts as the user, so
         // Entra's audit shows the user and Graph enforces the user's directory roles.
-        let acting_as_user;
-        let request = if self.on_behalf_of && caller.kind == crate::auth::CallerKind::Delegated {
-            let mut as_user = request.clone();
-            as_user.forwarding.on_behalf_of = as_user.forwarding.caller_token.clone();
-            acting_as_user = as_user;
-            &acting_as_user
-        } else {
-            request
-        };
+        let mut request = std::borrow::Cow::Borrowed(request);
+        if self.on_behalf_of && caller.kind == crate::auth::CallerKind::Delegated {
+            let forwarding = &mut request.to_mut().forwarding;
+            forwarding.on_behalf_of = forwarding.caller_token.clone();
+        }
         let mut resolved = None;
-        let verdict = self.decide(caller, request, &mut resolved).await;
+        let verdict = self.decide(caller, &request, &mut resolved).await;
         let from_graph = !matches!(
             verdict.outcome.body,
             crate::outcome::Body::Error { .. } | crate::outcome::Body::Report { .. }
@@ -296,13 +291,8 @@ impl StartService {
     ) -> Result<(Outcome, (Decision, String)), ApiError> {
         let _place = self.admission.admit_start(caller)?;
         let refused = |error: ApiError| {
-            let Verdict {
-                outcome,
-                decision,
-                reason,
-                ..
-            } = Verdict::refused(error);
-            (outcome, (decision, reason))
+            let verdict = Verdict::refused(error);
+            (verdict.outcome, (verdict.decision, verdict.reason))
         };
         match self.preflight_status(request, sp).await {
             Err(error) => return Ok(refused(error)),
@@ -401,34 +391,11 @@ impl StartService {
         let reason = refusal
             .as_ref()
             .map_or("whatIf: would start".to_owned(), |r| r.message.clone());
-        let report = self.report(
-            caller,
-            request,
-            sp,
-            grant,
-            status.as_deref(),
-            cooldown,
-            refusal.as_ref(),
-        );
-        Verdict::new(Outcome::report(report), Decision::WhatIf, reason)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn report(
-        &self,
-        caller: &Caller,
-        request: &StartRequest,
-        sp: &ServicePrincipalId,
-        grant: &Grant,
-        status: Option<&str>,
-        cooldown: Option<Duration>,
-        refusal: Option<&ApiError>,
-    ) -> Value {
         let app_id = match &request.service_principal {
             ServicePrincipalRef::AppId(app_id) => Some(app_id.as_str()),
             ServicePrincipalRef::Id(_) => None,
         };
-        json!({
+        let report = json!({
             "whatIf": true,
             "wouldStart": refusal.is_none(),
             "target": {
@@ -458,7 +425,8 @@ impl StartService {
                 "idempotencyKey": request.idempotency_key.is_some(),
             },
             "refusal": refusal.map(|r| json!({"status": r.status.as_u16(), "code": r.code, "message": r.message})),
-        })
+        });
+        Verdict::new(Outcome::report(report), Decision::WhatIf, reason)
     }
 }
 

@@ -29,6 +29,8 @@ pub const CONNECTIONS_CLOSED: &str = "syncjob_http_connections_closed_total";
 pub struct Family {
     pub name: &'static str,
     pub kind: &'static str,
+    /// The `# HELP` text.
+    pub help: &'static str,
     pub labels: &'static [(&'static str, Option<&'static [&'static str]>)],
 }
 
@@ -38,6 +40,7 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: HTTP_REQUESTS,
         kind: "counter",
+        help: "HTTP requests answered, by route template, method and status",
         labels: &[
             ("route", None),
             (
@@ -52,11 +55,13 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: HTTP_DURATION,
         kind: "histogram",
+        help: "HTTP request duration, by route template",
         labels: &[("route", None)],
     },
     Family {
         name: START_DECISIONS,
         kind: "counter",
+        help: "Start decisions: forwarded, denied, cooldown, active, coalesced, replayed, whatIf, failed",
         labels: &[(
             "decision",
             Some(&[
@@ -74,21 +79,25 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: GRAPH_REQUESTS,
         kind: "counter",
+        help: "Calls to Graph, by operation and status (or timeout / unreachable)",
         labels: &[("operation", Some(GRAPH_OPERATIONS)), ("status", None)],
     },
     Family {
         name: GRAPH_DURATION,
         kind: "histogram",
+        help: "Graph call duration per attempt, by operation",
         labels: &[("operation", Some(GRAPH_OPERATIONS))],
     },
     Family {
         name: GRAPH_TOKEN_CACHE,
         kind: "counter",
+        help: "Graph token lookups: hit or miss",
         labels: &[("result", Some(&["hit", "miss"]))],
     },
     Family {
         name: GRAPH_TOKEN_REFRESHES,
         kind: "counter",
+        help: "Graph token requests to Entra, by kind (app, on_behalf_of) and result",
         labels: &[
             ("kind", Some(&["app", "on_behalf_of"])),
             ("result", Some(&["ok", "error"])),
@@ -97,51 +106,61 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: GRAPH_CIRCUIT_STATE,
         kind: "gauge",
+        help: "Graph circuit breaker: 0 closed, 1 half-open, 2 open",
         labels: &[],
     },
     Family {
         name: GRAPH_CIRCUIT_OPENED,
         kind: "counter",
+        help: "Times the Graph circuit breaker opened",
         labels: &[],
     },
     Family {
         name: JWKS_FETCHES,
         kind: "counter",
+        help: "Signing key set fetches, by result",
         labels: &[("result", Some(&["ok", "error"]))],
     },
     Family {
         name: GUARD_STORE_ERRORS,
         kind: "counter",
+        help: "Guard store (memory or Redis) operations that failed",
         labels: &[],
     },
     Family {
         name: WEBHOOK_DELIVERIES,
         kind: "counter",
+        help: "Webhook deliveries: accepted, replayed, or retry (a redelivery asked for)",
         labels: &[("result", Some(&["accepted", "replayed", "retry"]))],
     },
     Family {
         name: RATE_LIMITED,
         kind: "counter",
+        help: "Requests refused by the per-caller rate limit",
         labels: &[],
     },
     Family {
         name: LOAD_SHED,
         kind: "counter",
+        help: "Requests shed by the global concurrency limit",
         labels: &[],
     },
     Family {
         name: JOB_READS,
         kind: "counter",
+        help: "Job reads answered, by cache: hit (no Graph call), miss (one Graph call), off",
         labels: &[("cache", Some(&["hit", "miss", "off"]))],
     },
     Family {
         name: CONNECTIONS_OPEN,
         kind: "gauge",
+        help: "Client connections open",
         labels: &[],
     },
     Family {
         name: CONNECTIONS_CLOSED,
         kind: "counter",
+        help: "Client connections closed by the facade: header_timeout (request head too slow), idle",
         labels: &[("reason", Some(&["header_timeout", "idle"]))],
     },
 ];
@@ -208,65 +227,16 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        HTTP_REQUESTS,
-        "HTTP requests answered, by route template, method and status"
-    );
-    describe_histogram!(
-        HTTP_DURATION,
-        metrics::Unit::Seconds,
-        "HTTP request duration, by route template"
-    );
-    describe_counter!(
-        START_DECISIONS,
-        "Start decisions: forwarded, denied, cooldown, active, coalesced, replayed, whatIf, failed"
-    );
-    describe_counter!(
-        GRAPH_REQUESTS,
-        "Calls to Graph, by operation and status (or timeout / unreachable)"
-    );
-    describe_histogram!(
-        GRAPH_DURATION,
-        metrics::Unit::Seconds,
-        "Graph call duration per attempt, by operation"
-    );
-    describe_counter!(GRAPH_TOKEN_CACHE, "Graph token lookups: hit or miss");
-    describe_counter!(
-        GRAPH_TOKEN_REFRESHES,
-        "Graph token requests to Entra, by kind (app, on_behalf_of) and result"
-    );
-    describe_gauge!(
-        GRAPH_CIRCUIT_STATE,
-        "Graph circuit breaker: 0 closed, 1 half-open, 2 open"
-    );
-    describe_counter!(
-        GRAPH_CIRCUIT_OPENED,
-        "Times the Graph circuit breaker opened"
-    );
-    describe_counter!(JWKS_FETCHES, "Signing key set fetches, by result");
-    describe_counter!(
-        GUARD_STORE_ERRORS,
-        "Guard store (memory or Redis) operations that failed"
-    );
-    describe_counter!(
-        WEBHOOK_DELIVERIES,
-        "Webhook deliveries: accepted or replayed"
-    );
-    describe_counter!(
-        RATE_LIMITED,
-        "Requests refused by the per-caller rate limit"
-    );
-    describe_counter!(LOAD_SHED, "Requests shed by the global concurrency limit");
-    describe_counter!(
-        JOB_READS,
-        "Job reads answered, by cache: hit (no Graph call), miss (one Graph call), off"
-    );
-    describe_gauge!(CONNECTIONS_OPEN, "Client connections open");
-    describe_counter!(
-        CONNECTIONS_CLOSED,
-        "Client connections closed by the facade: header_timeout (request head too slow), idle"
-    );
+    for &Family {
+        name, kind, help, ..
+    } in FAMILIES
+    {
+        match kind {
+            "counter" => metrics::describe_counter!(name, help),
+            "gauge" => metrics::describe_gauge!(name, help),
+            _ => metrics::describe_histogram!(name, metrics::Unit::Seconds, help),
+        }
+    }
 }
 
 /// Prometheus text exposition.

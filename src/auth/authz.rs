@@ -23,15 +23,6 @@ pub enum Grant {
     Hook,
 }
 
-impl Grant {
-    pub fn permission(&self) -> &str {
-        match self {
-            Self::All { permission } | Self::OwnedBy { permission } => permission,
-            Self::Hook => "webhook signature",
-        }
-    }
-}
-
 /// The permission rules, from `[auth]`: one set for starts, one for reads.
 pub struct Policy {
     start: Rules,

@@ -41,6 +41,9 @@ pub struct AuthConfig {
 /// Global Reader: may read synchronization jobs, never start them.
 pub const GLOBAL_READER: &str = "f2ef992c-3afb-46b9-b7cf-a126ee74c451";
 
+/// What a read takes by default: either Synchronization permission.
+const READ_PERMISSIONS: [&str; 2] = ["Synchronization.Read.All", "Synchronization.ReadWrite.All"];
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -60,19 +63,11 @@ impl Default for AuthConfig {
             application_roles: strings(&["Synchronization.ReadWrite.All"]),
             owned_by_roles: strings(&["Application.ReadWrite.OwnedBy"]),
             directory_roles: strings(&DEFAULT_DIRECTORY_ROLES),
-            read_delegated_scopes: strings(&[
-                "Synchronization.Read.All",
-                "Synchronization.ReadWrite.All",
-            ]),
-            read_application_roles: strings(&[
-                "Synchronization.Read.All",
-                "Synchronization.ReadWrite.All",
-            ]),
-            read_directory_roles: DEFAULT_DIRECTORY_ROLES
-                .iter()
-                .chain(&[GLOBAL_READER])
-                .map(|r| (*r).to_owned())
-                .collect(),
+            read_delegated_scopes: strings(&READ_PERMISSIONS),
+            read_application_roles: strings(&READ_PERMISSIONS),
+            read_directory_roles: strings(
+                &[&DEFAULT_DIRECTORY_ROLES[..], &[GLOBAL_READER]].concat(),
+            ),
         }
     }
 }

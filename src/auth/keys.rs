@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::DecodingKey;
-use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use serde::Deserialize;
 
 /// How often a refetch may be caused by an unknown `kid`.
@@ -20,10 +20,8 @@ const UNLOADED_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("signing keys could not be fetched: {0}")]
-    Fetch(String),
-}
+#[error("signing keys could not be fetched: {0}")]
+pub struct KeyError(String);
 
 /// A published signing key and the algorithm it is restricted to, if the JWK names one.
 #[derive(Clone)]
@@ -146,36 +144,24 @@ impl KeyStore {
         };
         jwks_url
             .parse::<crate::values::SecureUrl>()
-            .map_err(|e| KeyError::Fetch(e.to_string()))?;
+            .map_err(|e| KeyError(e.to_string()))?;
         let raw: RawJwks = self.get_json(&jwks_url).await?;
-        let mut keys = HashMap::new();
-        for value in raw.keys {
+        let keys: HashMap<String, SigningKey> = raw
+            .keys
+            .into_iter()
             // One key of an unsupported type must not hide the others.
-            let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
-                continue;
-            };
-            let Some(kid) = jwk.common.key_id.clone() else {
-                continue;
-            };
+            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
             // Encryption keys are not signing keys.
-            if matches!(
-                jwk.common.public_key_use,
-                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-            ) {
-                continue;
-            }
-            let algorithm = jwk
-                .common
-                .key_algorithm
-                .and_then(|alg| jsonwebtoken::Algorithm::try_from(alg).ok());
-            if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-                keys.insert(kid, SigningKey { key, algorithm });
-            }
-        }
+            .filter(|jwk| jwk.common.public_key_use != Some(PublicKeyUse::Encryption))
+            .filter_map(|jwk| {
+                let algorithm = (jwk.common.key_algorithm)
+                    .and_then(|alg| jsonwebtoken::Algorithm::try_from(alg).ok());
+                let key = DecodingKey::from_jwk(&jwk).ok()?;
+                Some((jwk.common.key_id?, SigningKey { key, algorithm }))
+            })
+            .collect();
         if keys.is_empty() {
-            return Err(KeyError::Fetch(format!(
-                "{jwks_url} holds no usable signing key"
-            )));
+            return Err(KeyError(format!("{jwks_url} holds no usable signing key")));
         }
         let count = keys.len();
         *self.keys.write().expect("key lock") = Some(Arc::new(keys));
@@ -184,22 +170,12 @@ impl KeyStore {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, KeyError> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| KeyError::Fetch(format!("GET {url}: {e}")))?;
+        let failed = |e: &dyn std::fmt::Display| KeyError(format!("GET {url}: {e}"));
+        let response = self.http.get(url).send().await.map_err(|e| failed(&e))?;
         if !response.status().is_success() {
-            return Err(KeyError::Fetch(format!(
-                "GET {url}: HTTP {}",
-                response.status()
-            )));
+            return Err(failed(&format_args!("HTTP {}", response.status())));
         }
-        response
-            .json::<T>()
-            .await
-            .map_err(|e| KeyError::Fetch(format!("GET {url}: {e}")))
+        response.json::<T>().await.map_err(|e| failed(&e))
     }
 
     /// Loads keys until the first success (with backoff), then refreshes hourly.

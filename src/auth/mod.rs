@@ -11,7 +11,7 @@ pub mod keys;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -114,7 +114,7 @@ pub struct Authenticator {
     /// presents the same token for up to an hour, and its signature need not be checked again
     /// while the issuer still publishes the key that signed it.
     verified: moka::future::Cache<[u8; 32], Verified>,
-    algorithms: Vec<Algorithm>,
+    /// Also the accepted algorithms (`algorithms`).
     validation: Validation,
     /// Empty means: any tenant of a configured issuer (the issuer check already pins it).
     allowed_tenants: HashSet<String>,
@@ -122,21 +122,16 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(auth: &AuthConfig, http: reqwest::Client) -> Self {
-        let source = match (
-            &auth.jwks_url,
-            &auth.openid_config_url,
-            auth.issuers.first(),
-        ) {
-            (Some(jwks), _, _) => KeySource::Jwks(jwks.to_string()),
-            (None, Some(discovery), _) => KeySource::Discovery(discovery.to_string()),
-            (None, None, issuer) => KeySource::Discovery(format!(
+        let source = match (&auth.jwks_url, &auth.openid_config_url) {
+            (Some(jwks), _) => KeySource::Jwks(jwks.to_string()),
+            (None, Some(discovery)) => KeySource::Discovery(discovery.to_string()),
+            (None, None) => KeySource::Discovery(format!(
                 "{}/.well-known/openid-configuration",
-                issuer.map_or("", |i| i.as_str().trim_end_matches('/'))
+                (auth.issuers.first()).map_or("", |i| i.as_str().trim_end_matches('/'))
             )),
         };
-        let algorithms = auth.algorithms.clone();
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms.clone();
+        let mut validation = Validation::new(auth.algorithms[0]);
+        validation.algorithms = auth.algorithms.clone();
         validation.leeway = auth.leeway_secs;
         validation.validate_nbf = true;
         validation.set_issuer(
@@ -166,7 +161,6 @@ impl Authenticator {
                 .max_capacity(VERIFIED_TOKENS)
                 .expire_after(UntilExp)
                 .build(),
-            algorithms,
             validation,
             allowed_tenants,
         }
@@ -200,7 +194,7 @@ impl Authenticator {
     async fn validate(&self, token: &str) -> Result<Verified, ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::invalid_token("The token is not a well-formed signed JWT."))?;
-        if !self.algorithms.contains(&header.alg) {
+        if !self.validation.algorithms.contains(&header.alg) {
             return Err(ApiError::invalid_token(format!(
                 "The token algorithm {:?} is not accepted.",
                 header.alg
@@ -209,19 +203,13 @@ impl Authenticator {
         let kid = header
             .kid
             .ok_or_else(|| ApiError::invalid_token("The token header has no kid."))?;
-        let key = match self.keys.key(&kid).await {
-            Some(key) => key,
-            None if !self.keys.is_loaded() => {
-                return Err(ApiError::service_unavailable(
-                    "The issuer's signing keys are not available yet.",
-                    5,
-                ));
-            }
-            None => {
-                return Err(ApiError::invalid_token(
-                    "The token is signed with an unknown key.",
-                ));
-            }
+        let Some(key) = self.keys.key(&kid).await else {
+            return Err(if self.keys.is_loaded() {
+                ApiError::invalid_token("The token is signed with an unknown key.")
+            } else {
+                let not_yet = "The issuer's signing keys are not available yet.";
+                ApiError::service_unavailable(not_yet, 5)
+            });
         };
         if key.algorithm.is_some_and(|alg| alg != header.alg) {
             return Err(ApiError::invalid_token(

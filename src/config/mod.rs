@@ -13,15 +13,13 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use crate::auth::config::{AuthConfig, DEFAULT_DIRECTORY_ROLES};
-pub use crate::graph::config::{
-    BreakerConfig, CredentialConfig, CredentialKind, GraphConfig, ProxyConfig,
-};
-pub use crate::guard::config::{GuardConfig, StoreSpec};
+pub use crate::auth::config::AuthConfig;
+pub use crate::graph::config::{CredentialKind, GraphConfig, ProxyConfig};
+pub use crate::guard::config::GuardConfig;
 pub use crate::http::config::ServerConfig;
 pub use crate::reads::ReadsConfig;
 pub use crate::ui::UiConfig;
-pub use crate::values::{Problems, Secret, SecureUrl};
+pub use crate::values::{Problems, Secret};
 pub use crate::webhooks::{WebhookConfig, WebhookScheme, WebhookTarget};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -85,23 +83,14 @@ impl Config {
         // SYNCJOB_* variables (SYNCJOB_PORT from a Kubernetes Service named syncjob, test
         // switches) are not configuration.
         const SECTIONS: [&str; 7] = [
-            "server__",
-            "auth__",
-            "graph__",
-            "guard__",
-            "reads__",
-            "webhooks__",
-            "ui__",
+            "server", "auth", "graph", "guard", "reads", "webhooks", "ui",
         ];
-        figment = figment.merge(
-            Env::prefixed("SYNCJOB_")
-                .filter(|key| {
-                    SECTIONS
-                        .iter()
-                        .any(|section| key.as_str().to_ascii_lowercase().starts_with(section))
-                })
-                .split("__"),
-        );
+        let is_key = |key: &figment::value::UncasedStr| {
+            key.as_str().split_once("__").is_some_and(|(section, _)| {
+                SECTIONS.iter().any(|s| section.eq_ignore_ascii_case(s))
+            })
+        };
+        figment = figment.merge(Env::prefixed("SYNCJOB_").filter(is_key).split("__"));
         let mut config: Config = figment.extract().map_err(|error| {
             let key = error.path.join(".");
             invalid(
@@ -122,20 +111,15 @@ impl Config {
         config.validate()
     }
 
-    /// Checks every section, with the process's environment as the platform's.
-    pub fn validate(self) -> Result<Valid, ConfigError> {
-        self.validate_with(&|name| std::env::var(name).ok())
-    }
-
-    /// Checks every section and reads what they point at; every problem at once.
-    pub fn validate_with(
-        mut self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Valid, ConfigError> {
+    /// Checks every section and reads what they point at (the platform's identity variables
+    /// from the process's environment); every problem at once.
+    pub fn validate(mut self) -> Result<Valid, ConfigError> {
         let mut problems = Problems::default();
         self.server.check(&mut problems);
         self.auth.check(&mut problems);
-        let graph = self.graph.prepare(env, &mut problems);
+        let graph = self
+            .graph
+            .prepare(&|name| std::env::var(name).ok(), &mut problems);
         let redis = self.guard.prepare(&mut problems);
         self.reads.check(&mut problems);
         crate::webhooks::prepare(&mut self.webhooks, &mut problems);

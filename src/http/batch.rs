@@ -6,7 +6,6 @@
 //! own 504 (it runs on, detached, and is audited), and each one not yet begun is not begun.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -37,16 +36,16 @@ pub async fn run<F>(starts: Vec<F>, deadline: Instant) -> Vec<Answer>
 where
     F: Future<Output = Answer>,
 {
-    let begun: Arc<Vec<AtomicBool>> =
-        Arc::new(starts.iter().map(|_| AtomicBool::new(false)).collect());
+    let begun: Vec<AtomicBool> = starts.iter().map(|_| AtomicBool::new(false)).collect();
     let mut answers: Vec<Option<Answer>> = starts.iter().map(|_| None).collect();
-    let runs = starts.into_iter().enumerate().map(|(index, start)| {
-        let begun = Arc::clone(&begun);
-        async move {
-            begun[index].store(true, Ordering::Relaxed);
+    let flags = &begun;
+    let runs = starts
+        .into_iter()
+        .enumerate()
+        .map(|(index, start)| async move {
+            flags[index].store(true, Ordering::Relaxed);
             (index, start.await)
-        }
-    });
+        });
     // Unordered completion (starts still begin in order): a slow start must not hold back
     // the answers of those after it that finished.
     let mut running = futures_util::stream::iter(runs).buffer_unordered(CONCURRENCY);
@@ -67,17 +66,13 @@ where
         .enumerate()
         .map(|(index, answer)| {
             answer.unwrap_or_else(|| {
-                let error = if begun[index].load(Ordering::Relaxed) {
-                    ApiError::gateway_timeout(
-                        "This start did not finish within the request's time. It may still complete: read the job's status before starting it again.",
-                    )
+                let message = if begun[index].load(Ordering::Relaxed) {
+                    "This start did not finish within the request's time. It may still complete: read the job's status before starting it again."
                 } else {
-                    ApiError::gateway_timeout(
-                        "Not started: the request's time ran out before this item's turn. Nothing was sent for it; send it again.",
-                    )
+                    "Not started: the request's time ran out before this item's turn. Nothing was sent for it; send it again."
                 };
                 Answer {
-                    outcome: error.into(),
+                    outcome: ApiError::gateway_timeout(message).into(),
                     pass_thru: false,
                 }
             })

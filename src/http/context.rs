@@ -126,16 +126,10 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
 /// Standard verbs only: any other method name would be a new label value or a caller-chosen
 /// string in the log.
 fn method_label(method: &axum::http::Method) -> &'static str {
-    match method.as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "other",
-    }
+    ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        .into_iter()
+        .find(|verb| *verb == method.as_str())
+        .unwrap_or("other")
 }
 
 /// Errors that axum or tower answer with a bare status: given the envelope here.

@@ -263,15 +263,7 @@ mod strict {
             Ok(Value::String(v.to_owned()))
         }
 
-        fn visit_string<E: Error>(self, v: String) -> Result<Value, E> {
-            Ok(Value::String(v))
-        }
-
         fn visit_unit<E: Error>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-
-        fn visit_none<E: Error>(self) -> Result<Value, E> {
             Ok(Value::Null)
         }
 

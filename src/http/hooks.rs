@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -12,8 +12,7 @@ use crate::error::ApiError;
 use crate::graph::Forwarding;
 use crate::ids::ServicePrincipalRef;
 use crate::start::{StartRequest, Switches};
-use crate::webhooks;
-use crate::webhooks::WebhookConfig;
+use crate::webhooks::{self, WebhookConfig};
 
 /// The caller a verified signature stands for: the hook itself, named in the audit trail by its
 /// name and the delivery id.
@@ -108,13 +107,10 @@ pub async fn deliver(
     if let Some(key) = &replay_key
         && let Some(first) = guard.begin_delivery(&hook.name, key).await?
     {
-        let mut response = (StatusCode::ACCEPTED, axum::Json(first)).into_response();
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
         metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "result" => "replayed")
             .increment(1);
-        return Ok(response);
+        let replayed = [("idempotent-replayed", "true")];
+        return Ok((StatusCode::ACCEPTED, replayed, axum::Json(first)).into_response());
     }
     // The targets start together (each through the guard on its own), so that a hook with
     // several targets answers within the request timeout.
@@ -146,21 +142,20 @@ pub async fn deliver(
         results.push(entry);
     }
     let summary = json!({ "hook": hook.name, "deliveryId": delivery_id, "results": results });
+    // Senders redeliver on 5xx, not on 2xx: a start that failed for a reason a retry may cure
+    // forgets the delivery and asks for a redelivery. Targets that did start are then held back
+    // by the guard.
+    if let Some(key) = &replay_key {
+        let answer = (!retriable).then_some(&summary);
+        guard.finish_delivery(&hook.name, key, answer).await;
+    }
     if retriable {
-        // Senders redeliver on 5xx, not on 2xx: a start that failed for a reason a retry may
-        // cure asks for a redelivery. Targets that did start are then held back by the guard.
-        if let Some(key) = &replay_key {
-            guard.finish_delivery(&hook.name, key, None).await;
-        }
         tracing::warn!(hook = %hook.name, %summary, "webhook delivery: a start failed; asking for a redelivery");
         metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "result" => "retry").increment(1);
         return Err(ApiError::service_unavailable(
             "A start of this delivery failed for a reason a retry may cure (Graph unavailable or throttling); redeliver later. Targets that started are not started again.",
             30,
         ));
-    }
-    if let Some(key) = &replay_key {
-        guard.finish_delivery(&hook.name, key, Some(&summary)).await;
     }
     metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "result" => "accepted").increment(1);
     Ok((StatusCode::ACCEPTED, axum::Json(summary)).into_response())

@@ -29,16 +29,7 @@ use crate::start::StartService;
 pub use router::{app, openapi};
 
 /// Shared state of the service.
-#[derive(Clone)]
-pub struct AppState(pub Arc<App>);
-
-impl std::ops::Deref for AppState {
-    type Target = App;
-
-    fn deref(&self) -> &App {
-        &self.0
-    }
-}
+pub type AppState = Arc<App>;
 
 pub struct App {
     /// Validates callers' tokens.

@@ -58,27 +58,22 @@ pub struct IdentityObject;
 impl utoipa::PartialSchema for IdentityObject {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{
-            AllOfBuilder, AnyOfBuilder, ObjectBuilder, SchemaFormat, Type,
+            AdditionalProperties, AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat,
+            Type,
         };
+        let string = || ObjectBuilder::new().schema_type(Type::String);
         let guid = |description: &str| {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
+            string()
                 .format(Some(SchemaFormat::Custom("uuid".into())))
                 .description(Some(description))
         };
         // The other keys of IApplicationsIdentity are accepted (and ignored); nothing else is.
-        let mut fields = ObjectBuilder::new().additional_properties(
-            Some(utoipa::openapi::schema::AdditionalProperties::<
-                utoipa::openapi::schema::Schema,
-            >::FreeForm(false)),
-        );
+        let mut fields =
+            ObjectBuilder::new()
+                .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
         for key in crate::http::identity::IDENTITY_KEYS {
-            fields = fields.property(
-                key,
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .description(Some("An IApplicationsIdentity key this operation ignores.")),
-            );
+            let ignored = "An IApplicationsIdentity key this operation ignores.";
+            fields = fields.property(key, string().description(Some(ignored)));
         }
         let fields = fields
             .property(
@@ -91,9 +86,7 @@ impl utoipa::PartialSchema for IdentityObject {
             )
             .property(
                 "SynchronizationJobId",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some("^[A-Za-z0-9._-]{1,256}$")),
+                string().pattern(Some("^[A-Za-z0-9._-]{1,256}$")),
             )
             .required("SynchronizationJobId");
         let named_by = |key: &str| ObjectBuilder::new().required(key);
@@ -122,38 +115,10 @@ pub enum IdentityInput {
     Many(IdentityArray),
 }
 
-/// 1 to 100 IApplicationsIdentity objects: each is authorised, guarded and audited on its own.
-#[derive(Serialize)]
+/// 1 to 100 IApplicationsIdentity objects: each is authorised, guarded and audited on its own; the answer is a BatchResponse.
+#[derive(Serialize, ToSchema)]
+#[schema(min_items = 1, max_items = 100)] // batch::MAX_ITEMS; the document's test checks it
 pub struct IdentityArray(Vec<IdentityObject>);
-
-impl utoipa::PartialSchema for IdentityArray {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::ArrayBuilder;
-        use utoipa::openapi::{Ref, RefOr};
-        ArrayBuilder::new()
-            .items(RefOr::Ref(Ref::from_schema_name("IdentityObject")))
-            .min_items(Some(1))
-            .max_items(Some(super::batch::MAX_ITEMS))
-            .description(Some(
-                "1 to 100 IApplicationsIdentity objects: each is authorised, guarded and audited on its own; the answer is a BatchResponse.",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for IdentityArray {
-    fn schemas(
-        schemas: &mut Vec<(
-            String,
-            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-        )>,
-    ) {
-        schemas.push((
-            "IdentityObject".into(),
-            <IdentityObject as utoipa::PartialSchema>::schema(),
-        ));
-    }
-}
 
 /// Graph's JSON-batching response shape: one entry per array item, in order.
 #[derive(Serialize, ToSchema)]

@@ -2,7 +2,7 @@
 //! answers it, with the guard's view, `Cache-Control`, `Age`, a strong `ETag`, and `304` for an
 //! `If-None-Match` that names the current one.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,28 +18,13 @@ use crate::reads::{JobsRead, ReadAnswer, ReadRequest};
 /// Longest `$select` passed on to Graph.
 const MAX_SELECT: usize = 256;
 
-/// What a read takes from the request line and headers, copied out of them; a bad `$select`
-/// is reported after the path's ids are checked.
-pub struct ReadQuery {
-    select: Result<Option<String>, ApiError>,
-    if_none_match: Option<HeaderValue>,
-}
-
-impl ReadQuery {
-    pub fn parse(uri: &Uri, headers: &HeaderMap) -> Self {
-        Self {
-            select: select(uri.query()),
-            if_none_match: headers
-                .get(header::IF_NONE_MATCH)
-                .and_then(super::extract::detached),
-        }
-    }
-}
-
+/// A read, with what it takes from the request line and headers copied out of them: a bad
+/// `$select` is reported after the path's ids are checked.
 pub async fn read(
     state: &AppState,
     path: StartPath,
-    query: ReadQuery,
+    select: Result<Option<String>, ApiError>,
+    if_none_match: Option<HeaderValue>,
     caller: Caller,
     forwarding: Forwarding,
 ) -> Result<Response, ApiError> {
@@ -47,18 +32,18 @@ pub async fn read(
         version: path.version,
         service_principal: path.service_principal?,
         job: path.job.transpose()?,
-        select: query.select?,
+        select: select?,
         forwarding,
     };
     Ok(match state.reads.read(&caller, &request).await? {
         ReadAnswer::Graph(outcome) => outcome.into_response(false),
-        ReadAnswer::Jobs(read) => render(read, query.if_none_match.as_ref()),
+        ReadAnswer::Jobs(read) => render(read, if_none_match.as_ref()),
     })
 }
 
 /// `$select` (once, bounded, property names only); other OData options are ignored, as on the
 /// start routes, and anything else is refused by name.
-fn select(query: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(super) fn select(query: Option<&str>) -> Result<Option<String>, ApiError> {
     let mut select = None;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if name.eq_ignore_ascii_case("$select") {

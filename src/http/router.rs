@@ -17,7 +17,6 @@ use crate::error::ApiError;
 #[openapi(
     info(title = "syncjob-facade", description = "Starts Microsoft Entra provisioning (synchronization) jobs through Microsoft Graph, for callers that present an Entra access token issued for the facade's API."),
     paths(openapi::start_graph, openapi::start_graph_action, openapi::start_graph_app_id, openapi::read_job, openapi::list_jobs, openapi::read_job_app_id, openapi::list_jobs_app_id),
-    components(schemas(openapi::GraphError, openapi::PassThru, openapi::IdentityObject, openapi::BatchResponse, openapi::WhatIfReport, openapi::HookSummary)),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
 )]

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::context::RequestContext;
-use super::extract::{IdempotencyHeader, JsonBody, StartQuery};
+use super::extract::{IdempotencyHeader, JsonBody, StartQuery, detached};
 use super::{AppState, batch, graph_path, identity};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -41,11 +41,13 @@ pub async fn graph_route(
     match (path.start, method) {
         (true, Method::POST) => {}
         (false, Method::GET) => {
-            let query = super::reads::ReadQuery::parse(&uri, &headers);
+            let select = super::reads::select(uri.query());
+            let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(detached);
             drop((uri, headers));
             // Boxed: a read's future (cache, single flight, Graph call) is about 15 KB, and
             // inline it would make every start's future that large too.
-            return Box::pin(super::reads::read(&state, path, query, caller?, forwarding)).await;
+            let read = super::reads::read(&state, path, select, if_none_match, caller?, forwarding);
+            return Box::pin(read).await;
         }
         (true, _) => return Err(ApiError::method_not_allowed("POST")),
         (false, _) => return Err(ApiError::method_not_allowed("GET")),
@@ -164,37 +166,28 @@ pub async fn start_identity(
                 .unwrap_or(index)
         })
         .collect();
-    let requests: Vec<(usize, StartRequest)> = parsed
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| firsts[*index] == *index)
-        .filter_map(|(index, item)| {
-            let identity = item.as_ref().ok()?.clone();
-            Some((
-                index,
-                build(
-                    identity,
-                    idempotency_key.as_ref().map(|key| key.for_item(index)),
-                ),
-            ))
-        })
-        .collect();
-    let (indexes, runs): (Vec<usize>, Vec<_>) = requests
-        .into_iter()
-        .map(|(index, request)| {
+    // Each target once: its first item runs, the items naming it again share that answer.
+    let (mut indexes, mut runs) = (Vec::new(), Vec::new());
+    for (index, item) in parsed.iter().enumerate() {
+        if let Ok(identity) = item
+            && firsts[index] == index
+        {
+            let key = idempotency_key.as_ref().map(|key| key.for_item(index));
+            let request = build(identity.clone(), key);
             let (starts, caller) = (Arc::clone(&state.starts), caller.clone());
-            (index, async move {
-                starts.start_detached(caller, request).await
-            })
-        })
-        .unzip();
+            indexes.push(index);
+            runs.push(async move { starts.start_detached(caller, request).await });
+        }
+    }
     let deadline = batch::deadline(context.received, state.server.request_timeout());
-    let finished = indexes.into_iter().zip(batch::run(runs, deadline).await);
+    let answers: std::collections::HashMap<usize, Answer> = indexes
+        .into_iter()
+        .zip(batch::run(runs, deadline).await)
+        .collect();
     let ids = (
         context.request_id.as_str(),
         context.client_request_id.as_str(),
     );
-    let answers: std::collections::HashMap<usize, Answer> = finished.collect();
     let responses: Vec<Value> = parsed
         .into_iter()
         .enumerate()
@@ -209,9 +202,5 @@ pub async fn start_identity(
             }
         })
         .collect();
-    Ok((
-        StatusCode::OK,
-        axum::Json(json!({ "responses": responses })),
-    )
-        .into_response())
+    Ok(axum::Json(json!({ "responses": responses })).into_response())
 }

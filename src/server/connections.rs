@@ -155,7 +155,7 @@ async fn serve_connection(
     // Closed for idling: the time its goodbye (HTTP/2 GOAWAY) may take.
     let mut goodbye: Option<Instant> = None;
     loop {
-        let deadline = goodbye.unwrap_or_else(|| watch.deadline(&limits));
+        let deadline = goodbye.unwrap_or_else(|| watch.next(&limits).0);
         tokio::select! {
             _ = connection.as_mut() => return,
             () = stop.cancelled(), if !draining => {
@@ -250,33 +250,25 @@ impl Watch {
         }
     }
 
-    /// When to look again.
-    fn deadline(&self, limits: &Limits) -> Instant {
+    /// When the connection is next due, and what it is found then if nothing changed: a head
+    /// too slow, idle, or (requests in flight, bounded by the request timeout) kept.
+    fn next(&self, limits: &Limits) -> (Instant, Verdict) {
         let head_since = self.head_since.load(Ordering::Acquire);
         if head_since != NOT_AWAITING {
-            return self.at(head_since) + limits.header_read_timeout;
+            let due = self.at(head_since) + limits.header_read_timeout;
+            return (due, Verdict::SlowHead);
         }
         if self.in_flight() > 0 {
-            // Requests are bounded by the request timeout; look again later.
-            return Instant::now() + limits.idle_timeout;
+            return (Instant::now() + limits.idle_timeout, Verdict::Keep);
         }
-        self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout
+        let idle_since = self.idle_since.load(Ordering::Acquire);
+        (self.at(idle_since) + limits.idle_timeout, Verdict::Idle)
     }
 
     fn verdict(&self, limits: &Limits) -> Verdict {
-        let now = Instant::now();
-        let head_since = self.head_since.load(Ordering::Acquire);
-        if head_since != NOT_AWAITING {
-            return if now >= self.at(head_since) + limits.header_read_timeout {
-                Verdict::SlowHead
-            } else {
-                Verdict::Keep
-            };
-        }
-        if self.in_flight() == 0
-            && now >= self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout
-        {
-            Verdict::Idle
+        let (due, verdict) = self.next(limits);
+        if Instant::now() >= due {
+            verdict
         } else {
             Verdict::Keep
         }

@@ -45,17 +45,10 @@ impl Server {
         self.listener.local_addr().expect("bound listener")
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     /// Serves until `shutdown` completes. Then: `/readyz` turns unready, the listener stops
     /// accepting, requests in flight (starts included) finish, bounded by
     /// `server.shutdown_grace_secs`, and this returns.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let refresher = self.state.auth.keys().spawn_refresher();
         let grace = Duration::from_secs(self.state.server.shutdown_grace_secs);
         let delay = Duration::from_secs(self.state.server.shutdown_delay_secs);
@@ -63,7 +56,7 @@ impl Server {
         let (begun, began) = tokio::sync::oneshot::channel::<()>();
         let state = self.state.clone();
         let starts = std::sync::Arc::clone(&self.state.starts);
-        let grace_ends = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+        let grace_ends = std::sync::Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
         let grace_ends_at_signal = std::sync::Arc::clone(&grace_ends);
         let signal = async move {
             shutdown.await;
@@ -76,8 +69,7 @@ impl Server {
                 grace_secs = grace.as_secs(),
                 "no new connections; finishing requests in flight"
             );
-            *grace_ends_at_signal.lock().expect("grace lock") =
-                Some(std::time::Instant::now() + grace);
+            let _ = grace_ends_at_signal.set(std::time::Instant::now() + grace);
             let _ = begun.send(());
         };
         let server = &self.state.server;
@@ -105,7 +97,7 @@ impl Server {
         // period that is left, so that none is cut in half and each is audited.
         let tasks = &starts.tasks;
         tasks.close();
-        let left = grace_ends.lock().expect("grace lock").map_or(grace, |end| {
+        let left = (grace_ends.get()).map_or(grace, |end| {
             end.saturating_duration_since(std::time::Instant::now())
         });
         if tokio::time::timeout(left, tasks.wait()).await.is_err() {
@@ -116,7 +108,6 @@ impl Server {
         }
         refresher.abort();
         tracing::info!("stopped");
-        Ok(())
     }
 }
 

@@ -106,12 +106,8 @@ impl UiConfig {
             );
         }
         for (i, entry) in self.service_principals.iter().enumerate() {
-            let app_id = entry
-                .get(..6)
-                .filter(|prefix| prefix.eq_ignore_ascii_case("appId="))
-                .map(|_| &entry[6..]);
-            let valid = match app_id {
-                Some(app_id) => AppId::parse(app_id).is_ok(),
+            let valid = match entry.get(..6).filter(|p| p.eq_ignore_ascii_case("appId=")) {
+                Some(_) => AppId::parse(&entry[6..]).is_ok(),
                 None => ServicePrincipalId::parse(entry).is_ok(),
             };
             if !valid {
@@ -153,91 +149,60 @@ pub fn routes<S: Clone + Send + Sync + 'static>(config: &UiConfig) -> Router<S> 
         "servicePrincipals": config.service_principals,
     })
     .to_string();
-    let headers = Headers::new(authority);
+    let csp = content_security_policy(authority);
     // Bodies are `Bytes`: a request clones a reference, not the file.
     let file = |content_type: &'static str, body: Bytes| {
-        let headers = headers.clone();
-        get(move || std::future::ready(headers.respond(content_type, body.clone())))
+        let csp = csp.clone();
+        get(move || std::future::ready(respond(content_type, csp.clone(), body.clone())))
     };
     Router::new()
-        .route(
-            "/ui",
-            file(
-                "text/html; charset=utf-8",
-                Bytes::from_static(INDEX_HTML.as_bytes()),
-            ),
-        )
+        .route("/ui", file("text/html; charset=utf-8", INDEX_HTML.into()))
         .route("/ui/", get(|| async { Redirect::permanent("/ui") }))
         .route(
             "/ui/app.js",
-            file(
-                "text/javascript; charset=utf-8",
-                Bytes::from_static(APP_JS.as_bytes()),
-            ),
+            file("text/javascript; charset=utf-8", APP_JS.into()),
         )
         .route(
             "/ui/app.css",
-            file(
-                "text/css; charset=utf-8",
-                Bytes::from_static(APP_CSS.as_bytes()),
-            ),
+            file("text/css; charset=utf-8", APP_CSS.into()),
         )
-        .route(
-            "/ui/favicon.svg",
-            file("image/svg+xml", Bytes::from_static(FAVICON_SVG.as_bytes())),
-        )
+        .route("/ui/favicon.svg", file("image/svg+xml", FAVICON_SVG.into()))
         .route(
             "/ui/settings.json",
-            file("application/json", Bytes::from(settings)),
+            file("application/json", settings.into()),
         )
 }
 
-/// The headers of every file of the page.
-#[derive(Clone)]
-struct Headers {
-    content_security_policy: HeaderValue,
+/// No inline script or style, nothing framed, nothing sent anywhere but the facade and the
+/// authority (the token endpoint; sign-in itself is a top-level navigation), and no script may
+/// write HTML (the page sets text only: Trusted Types with no policy).
+fn content_security_policy(authority: &SecureUrl) -> HeaderValue {
+    let origin = authority.url().origin().ascii_serialization();
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self' {origin}; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+    );
+    HeaderValue::from_str(&policy).expect("an origin is visible ASCII")
 }
 
-impl Headers {
-    fn new(authority: &SecureUrl) -> Self {
-        let origin = authority.url().origin().ascii_serialization();
-        // No inline script or style, nothing framed, nothing sent anywhere but the facade and
-        // the authority (the token endpoint; sign-in itself is a top-level navigation), and no
-        // script may write HTML (the page sets text only: Trusted Types with no policy).
-        let policy = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             connect-src 'self' {origin}; base-uri 'none'; form-action 'none'; \
-             frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
-        );
-        Self {
-            content_security_policy: HeaderValue::from_str(&policy)
-                .expect("an origin is visible ASCII"),
-        }
-    }
-
-    fn respond(&self, content_type: &'static str, body: Bytes) -> Response {
+/// A file of the page, with the headers every one of them carries.
+fn respond(content_type: &'static str, csp: HeaderValue, body: Bytes) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    self.content_security_policy.clone(),
-                ),
-                (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-                (
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                (
-                    HeaderName::from_static("cross-origin-opener-policy"),
-                    HeaderValue::from_static("same-origin"),
-                ),
-            ],
-            body,
-        )
-            .into_response()
-    }
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ),
+    ];
+    (headers, body).into_response()
 }
 
 #[cfg(test)]
