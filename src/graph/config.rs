@@ -9,7 +9,7 @@ use axum::http::HeaderName;
 use serde::{Deserialize, Serialize};
 
 use super::credential::{Certificate, ClientAuth, Source};
-use crate::values::{Problems, Secret, SecureUrl, secret_from};
+use crate::values::{Problems, Secret, SecureUrl, is_loopback, secret_from};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -208,14 +208,13 @@ impl GraphConfig {
                 "on-behalf-of needs a confidential client credential (client_secret, client_certificate or workload_identity)",
             );
         }
-        let proxy = self.proxy.as_ref().and_then(|proxy| proxy.build(problems));
+        let proxy = match &self.proxy {
+            Some(proxy) => Some(proxy.build(problems)?),
+            None => None,
+        };
         Some(Prepared {
             credential: credential?,
-            proxy: if self.proxy.is_some() {
-                Some(proxy?)
-            } else {
-                None
-            },
+            proxy,
             forward_headers,
         })
     }
@@ -368,30 +367,19 @@ impl CredentialConfig {
 impl ProxyConfig {
     /// The proxy, with its password read; `None` (and problems) when it cannot be.
     fn build(&self, problems: &mut Problems) -> Option<reqwest::Proxy> {
-        if self.url.is_empty() {
-            problems.add(
-                "graph.proxy.url",
-                "required when [graph.proxy] sets other keys",
-            );
-            return None;
-        }
+        const NOT_A_PROXY: &str = "must be an http:// or https:// proxy URL";
         let url = match reqwest::Url::parse(&self.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
-            _ => {
-                problems.add(
-                    "graph.proxy.url",
-                    "must be an http:// or https:// proxy URL",
-                );
-                return None;
+            _ if self.url.is_empty() => Err("required when [graph.proxy] sets other keys"),
+            Ok(url) if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() => {
+                Err(NOT_A_PROXY)
             }
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                Err("give credentials as graph.proxy.username and password, not in the URL")
+            }
+            Ok(url) => Ok(url),
+            Err(_) => Err(NOT_A_PROXY),
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            problems.add(
-                "graph.proxy.url",
-                "give credentials as graph.proxy.username and password, not in the URL",
-            );
-            return None;
-        }
+        let url = problems.check("graph.proxy.url", url.map_err(str::to_owned))?;
         let password = match (&self.password, &self.password_file) {
             (None, None) => None,
             (inline, file) => problems.check(
@@ -421,12 +409,8 @@ impl ProxyConfig {
 /// address; anything else must be https.
 fn check_local_endpoint(text: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("'{text}' is not a URL: {e}"))?;
-    let local = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_link_local() || ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
+    let local =
+        is_loopback(&url) || matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_link_local());
     match url.scheme() {
         "https" => Ok(()),
         "http" if local => Ok(()),

@@ -54,12 +54,7 @@ impl Certificate {
         let certificate = pem_block(&text, "CERTIFICATE")
             .ok_or_else(|| format!("{} holds no CERTIFICATE block", path.display()))?;
         let der = STANDARD
-            .decode(
-                certificate
-                    .lines()
-                    .filter(|l| !l.starts_with("-----"))
-                    .collect::<String>(),
-            )
+            .decode(certificate)
             .map_err(|_| format!("the CERTIFICATE block of {} is not base64", path.display()))?;
         let key_block = pem_block(&text, "PRIVATE KEY")
             .or_else(|| pem_block(&text, "RSA PRIVATE KEY"))
@@ -70,12 +65,7 @@ impl Certificate {
                 )
             })?;
         let key_der = STANDARD
-            .decode(
-                key_block
-                    .lines()
-                    .filter(|l| !l.starts_with("-----"))
-                    .collect::<String>(),
-            )
+            .decode(key_block)
             .map_err(|_| format!("the private key block of {} is not base64", path.display()))?;
         let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(&key_der)
             .or_else(|_| aws_lc_rs::rsa::KeyPair::from_der(&key_der))
@@ -90,9 +80,7 @@ impl Certificate {
             thumbprint_s256: URL_SAFE_NO_PAD.encode(Sha256::digest(&der)),
         })
     }
-}
 
-impl Certificate {
     /// A PS256 JWT of `claims` with the `x5t#S256` header Entra matches the certificate by, as
     /// Entra's certificate-credential page pairs them (RSA-PSS with SHA-256).
     fn sign(&self, claims: &AssertionClaims<'_>) -> Result<String, CredentialError> {
@@ -123,13 +111,14 @@ impl Certificate {
     }
 }
 
-/// The whole `-----BEGIN {label}-----` ... `-----END {label}-----` block.
-fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+/// The base64 lines of the `-----BEGIN {label}-----` ... `-----END {label}-----` block.
+fn pem_block(text: &str, label: &str) -> Option<String> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)?;
     let stop = text[start..].find(&end)? + start + end.len();
-    Some(&text[start..stop])
+    let block = &text[start..stop];
+    Some(block.lines().filter(|l| !l.starts_with("-----")).collect())
 }
 
 /// How the facade proves itself to the token endpoint.
@@ -293,38 +282,23 @@ impl Credential {
         {
             return Err(CredentialError::Refused(message.clone()));
         }
-        match self.fetch().await {
-            Ok(cached) => {
-                let token = cached.token.clone();
-                *self.cached.write().expect("token cache lock") = Some(cached);
-                *self.last_failure.lock().expect("failure lock") = None;
-                Ok(token)
-            }
-            Err(error) => {
-                *self.last_failure.lock().expect("failure lock") =
-                    Some((Instant::now(), error.to_string()));
-                Err(error)
-            }
-        }
+        let fetched = self.fetch().await;
+        *self.last_failure.lock().expect("failure lock") = fetched
+            .as_ref()
+            .err()
+            .map(|e| (Instant::now(), e.to_string()));
+        let cached = fetched?;
+        let token = cached.token.clone();
+        *self.cached.write().expect("token cache lock") = Some(cached);
+        Ok(token)
     }
 
     /// Asks the token endpoint (or IMDS) for the facade's token.
     async fn fetch(&self) -> Result<Cached, CredentialError> {
         Ok(match &self.source {
             Source::Static(_) => unreachable!("returned above"),
-            Source::Confidential {
-                token_url,
-                client_id,
-                auth,
-                scope,
-            } => {
-                let mut form = vec![
-                    ("grant_type", "client_credentials".to_owned()),
-                    ("client_id", client_id.clone()),
-                    ("scope", scope.clone()),
-                ];
-                form.extend(self.client_auth(auth, token_url, client_id).await?);
-                self.request(self.http.post(token_url).form(&form), token_url, "app")
+            Source::Confidential { .. } => {
+                self.grant(vec![("grant_type", "client_credentials".into())], "app")
                     .await?
             }
             Source::ManagedIdentity {
@@ -355,6 +329,35 @@ impl Credential {
 
     /// A Graph token acting as the user whose (already validated) token is `assertion`.
     pub async fn on_behalf_of(&self, assertion: &Secret) -> Result<Secret, CredentialError> {
+        let key = URL_SAFE_NO_PAD.encode(Sha256::digest(assertion.expose().as_bytes()));
+        if let Some(cached) = self.on_behalf_of.get(&key).await
+            && Instant::now() < cached.refresh_at
+        {
+            return Ok(cached.token.clone());
+        }
+        let form = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+            ),
+            ("requested_token_use", "on_behalf_of".into()),
+            ("assertion", assertion.expose().to_owned()),
+        ];
+        let cached = self.grant(form, "on_behalf_of").await?;
+        let token = cached.token.clone();
+        self.on_behalf_of
+            .insert(key, std::sync::Arc::new(cached))
+            .await;
+        Ok(token)
+    }
+
+    /// Asks the token endpoint for `form`'s grant as the confidential client (its id, scope and
+    /// authentication added).
+    async fn grant(
+        &self,
+        mut form: Vec<(&'static str, String)>,
+        kind: &'static str,
+    ) -> Result<Cached, CredentialError> {
         let Source::Confidential {
             token_url,
             client_id,
@@ -366,46 +369,9 @@ impl Credential {
                 "on-behalf-of needs a confidential client credential".into(),
             ));
         };
-        let key = URL_SAFE_NO_PAD.encode(Sha256::digest(assertion.expose().as_bytes()));
-        if let Some(cached) = self.on_behalf_of.get(&key).await
-            && Instant::now() < cached.refresh_at
-        {
-            return Ok(cached.token.clone());
-        }
-        let mut form = vec![
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned(),
-            ),
-            ("requested_token_use", "on_behalf_of".to_owned()),
-            ("assertion", assertion.expose().to_owned()),
-            ("client_id", client_id.clone()),
-            ("scope", scope.clone()),
-        ];
-        form.extend(self.client_auth(auth, token_url, client_id).await?);
-        let cached = self
-            .request(
-                self.http.post(token_url).form(&form),
-                token_url,
-                "on_behalf_of",
-            )
-            .await?;
-        let token = cached.token.clone();
-        self.on_behalf_of
-            .insert(key, std::sync::Arc::new(cached))
-            .await;
-        Ok(token)
-    }
-
-    /// The form fields that authenticate the facade.
-    async fn client_auth(
-        &self,
-        auth: &ClientAuth,
-        token_url: &str,
-        client_id: &str,
-    ) -> Result<Vec<(&'static str, String)>, CredentialError> {
-        Ok(match auth {
-            ClientAuth::Secret(secret) => vec![("client_secret", secret.expose().to_owned())],
+        form.extend([("client_id", client_id.clone()), ("scope", scope.clone())]);
+        let (name, value) = match auth {
+            ClientAuth::Secret(secret) => ("client_secret", secret.expose().to_owned()),
             ClientAuth::Certificate(certificate) => {
                 let now = jsonwebtoken::get_current_timestamp();
                 let claims = AssertionClaims {
@@ -417,26 +383,25 @@ impl Credential {
                     iat: now,
                     exp: now + 600,
                 };
-                let assertion = certificate.sign(&claims)?;
-                vec![
-                    ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()),
-                    ("client_assertion", assertion),
-                ]
+                ("client_assertion", certificate.sign(&claims)?)
             }
+            // Re-read every time: the kubelet rotates the projected token.
             ClientAuth::FederatedTokenFile(path) => {
-                // Re-read every time: the kubelet rotates the projected token.
                 let assertion = tokio::fs::read_to_string(path).await.map_err(|e| {
                     CredentialError::Refused(format!(
                         "cannot read the federated token file {}: {e}",
                         path.display()
                     ))
                 })?;
-                vec![
-                    ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()),
-                    ("client_assertion", assertion.trim().to_owned()),
-                ]
+                ("client_assertion", assertion.trim().to_owned())
             }
-        })
+        };
+        if name == "client_assertion" {
+            form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
+        }
+        form.push((name, value));
+        self.request(self.http.post(token_url).form(&form), token_url, kind)
+            .await
     }
 
     async fn request(

@@ -21,13 +21,8 @@ use config::GraphConfig;
 use credential::{Credential, CredentialError, without_url};
 use resilience::{Breaker, BreakerState, RetryBudget};
 
-/// Graph's response headers that callers get back.
-pub const PASSED_BACK: [&str; 4] = [
-    "request-id",
-    "client-request-id",
-    "x-ms-ags-diagnostic",
-    "retry-after",
-];
+/// Graph's response headers that callers get back as sent (and `Retry-After`, in whole seconds).
+const PASSED_BACK: [&str; 3] = ["request-id", "client-request-id", "x-ms-ags-diagnostic"];
 
 /// Graph's answer, as received (the kept headers only).
 #[derive(Debug, Clone)]
@@ -133,6 +128,23 @@ impl GraphClient {
         url
     }
 
+    /// `{version}/servicePrincipals/{sp}/synchronization/jobs`, then `rest`.
+    fn jobs_url(
+        &self,
+        version: ApiVersion,
+        sp: &ServicePrincipalId,
+        rest: &[&str],
+    ) -> reqwest::Url {
+        let jobs = [
+            version.as_str(),
+            "servicePrincipals",
+            sp.as_str(),
+            "synchronization",
+            "jobs",
+        ];
+        self.url(&[&jobs[..], rest].concat())
+    }
+
     /// The exact upstream URL of a start.
     pub fn start_url(
         &self,
@@ -140,15 +152,7 @@ impl GraphClient {
         sp: &ServicePrincipalId,
         job: &JobId,
     ) -> reqwest::Url {
-        self.url(&[
-            version.as_str(),
-            "servicePrincipals",
-            sp.as_str(),
-            "synchronization",
-            "jobs",
-            job.as_str(),
-            "start",
-        ])
+        self.jobs_url(version, sp, &[job.as_str(), "start"])
     }
 
     pub async fn start(
@@ -172,15 +176,7 @@ impl GraphClient {
         select: Option<&str>,
         fwd: &Forwarding,
     ) -> Result<UpstreamAnswer, ApiError> {
-        let mut segments = vec![
-            version.as_str(),
-            "servicePrincipals",
-            sp.as_str(),
-            "synchronization",
-            "jobs",
-        ];
-        segments.extend(job.map(JobId::as_str));
-        let mut url = self.url(&segments);
+        let mut url = self.jobs_url(version, sp, job.map(JobId::as_str).as_slice());
         if let Some(select) = select {
             url.query_pairs_mut().append_pair("$select", select);
         }
@@ -195,14 +191,7 @@ impl GraphClient {
         job: &JobId,
         fwd: &Forwarding,
     ) -> Result<Read<String>, ApiError> {
-        let url = self.url(&[
-            version.as_str(),
-            "servicePrincipals",
-            sp.as_str(),
-            "synchronization",
-            "jobs",
-            job.as_str(),
-        ]);
+        let url = self.jobs_url(version, sp, &[job.as_str()]);
         let answer = self.send(Method::GET, url, fwd).await?;
         if !answer.status.is_success() {
             return Ok(Read::Upstream(answer));
@@ -405,19 +394,13 @@ impl GraphClient {
             let status = response.status();
             let headers = kept_headers(response.headers());
             let wait = retry_after(response.headers());
-            let body = match response.bytes().await {
-                Ok(body) => body,
-                Err(error) if error.is_timeout() => {
-                    return Err(ApiError::gateway_timeout(
-                        "Microsoft Graph did not finish its answer in time.",
-                    ));
+            let body = response.bytes().await.map_err(|error| {
+                if error.is_timeout() {
+                    ApiError::gateway_timeout("Microsoft Graph did not finish its answer in time.")
+                } else {
+                    ApiError::bad_gateway("Microsoft Graph dropped the connection while answering.")
                 }
-                Err(_) => {
-                    return Err(ApiError::bad_gateway(
-                        "Microsoft Graph dropped the connection while answering.",
-                    ));
-                }
-            };
+            })?;
             let answer = UpstreamAnswer {
                 status,
                 headers,
@@ -431,18 +414,13 @@ impl GraphClient {
                 tracing::info!(%method, path = url.path(), status = status.as_u16(), request_id, elapsed_ms, attempt, "Graph answered");
             }
             // A 504 on the start may come after Graph acted: only reads retry it.
-            let retriable = match status.as_u16() {
-                429 | 503 => true,
-                504 => method == Method::GET,
-                _ => false,
-            };
-            if retriable {
-                let wait = wait.unwrap_or_else(|| backoff(attempt + 1));
-                if wait <= self.max_retry_after && may_retry(attempt) {
-                    attempt += 1;
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            let retriable = matches!(status.as_u16(), 429 | 503)
+                || (status == StatusCode::GATEWAY_TIMEOUT && method == Method::GET);
+            let wait = wait.unwrap_or_else(|| backoff(attempt + 1));
+            if retriable && wait <= self.max_retry_after && may_retry(attempt) {
+                attempt += 1;
+                tokio::time::sleep(wait).await;
+                continue;
             }
             return Ok(answer);
         }
@@ -494,10 +472,7 @@ fn on_behalf_of_error(error: CredentialError) -> ApiError {
         CredentialError::InvalidAssertion(description) => ApiError::invalid_token(format!(
             "The token cannot be exchanged on behalf of the user: {description}"
         )),
-        other => {
-            tracing::error!(error = %other, "no Graph token");
-            ApiError::bad_gateway("The facade could not obtain its Graph access token.")
-        }
+        other => own_credential_error(other),
     }
 }
 
@@ -541,8 +516,6 @@ fn kept_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
             header::RETRY_AFTER,
             HeaderValue::from(whole_seconds(wait).max(1)),
         );
-    } else {
-        headers.remove(header::RETRY_AFTER);
     }
     if let Some(content_type) = upstream.get(header::CONTENT_TYPE) {
         headers.insert(header::CONTENT_TYPE, content_type.clone());

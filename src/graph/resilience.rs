@@ -3,6 +3,7 @@
 //! of failures and lets one trial call through once the open period has passed.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// In tenths of a retry: a first attempt earns a fifth of a retry; at most ten are saved up.
@@ -12,33 +13,26 @@ const MAX_BALANCE: u32 = 100;
 
 /// A token bucket for retries: every first attempt deposits a fraction of a retry, every retry
 /// withdraws a whole one.
-pub struct RetryBudget {
-    balance: Mutex<u32>,
-}
+pub struct RetryBudget(AtomicU32);
 
 impl Default for RetryBudget {
     fn default() -> Self {
-        Self {
-            balance: Mutex::new(MAX_BALANCE),
-        }
+        Self(AtomicU32::new(MAX_BALANCE))
     }
 }
 
 impl RetryBudget {
     pub fn deposit(&self) {
-        let mut balance = self.balance.lock().expect("budget lock");
-        *balance = (*balance + DEPOSIT).min(MAX_BALANCE);
+        let _ = self
+            .0
+            .fetch_update(Relaxed, Relaxed, |b| Some((b + DEPOSIT).min(MAX_BALANCE)));
     }
 
     /// True when a retry may be sent.
     pub fn withdraw(&self) -> bool {
-        let mut balance = self.balance.lock().expect("budget lock");
-        if *balance >= RETRY {
-            *balance -= RETRY;
-            true
-        } else {
-            false
-        }
+        self.0
+            .fetch_update(Relaxed, Relaxed, |b| b.checked_sub(RETRY))
+            .is_ok()
     }
 }
 
