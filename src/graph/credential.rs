@@ -365,6 +365,7 @@ impl Credential {
             scope,
         } = &self.source
         else {
+            // `fetch` asks only with a confidential source: this is on-behalf-of's refusal.
             return Err(CredentialError::Refused(
                 "on-behalf-of needs a confidential client credential".into(),
             ));

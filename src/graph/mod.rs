@@ -416,11 +416,13 @@ impl GraphClient {
             // A 504 on the start may come after Graph acted: only reads retry it.
             let retriable = matches!(status.as_u16(), 429 | 503)
                 || (status == StatusCode::GATEWAY_TIMEOUT && method == Method::GET);
-            let wait = wait.unwrap_or_else(|| backoff(attempt + 1));
-            if retriable && wait <= self.max_retry_after && may_retry(attempt) {
-                attempt += 1;
-                tokio::time::sleep(wait).await;
-                continue;
+            if retriable {
+                let wait = wait.unwrap_or_else(|| backoff(attempt + 1));
+                if wait <= self.max_retry_after && may_retry(attempt) {
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
             return Ok(answer);
         }

@@ -334,13 +334,21 @@ impl Guard {
             };
             let outcome_key = format!("outcome:{holder}");
             while Instant::now() < deadline {
-                // The lease first: its holder records the outcome before releasing it.
-                let lease = self.state.get(&lease_key).await.map_err(unavailable)?;
-                if let Some(text) = self.state.get(&outcome_key).await.map_err(unavailable)? {
-                    let outcome = serde_json::from_str(&text).map_err(ApiError::internal)?;
-                    return Ok(Crossed::Flight(Flight::Joined(outcome)));
+                if let Some(joined) = self.shared_outcome(&outcome_key).await? {
+                    return Ok(joined);
                 }
-                if lease.as_deref() != Some(holder.as_str()) {
+                if self
+                    .state
+                    .get(&lease_key)
+                    .await
+                    .map_err(unavailable)?
+                    .as_deref()
+                    != Some(holder.as_str())
+                {
+                    // The holder may have recorded its outcome just before releasing.
+                    if let Some(joined) = self.shared_outcome(&outcome_key).await? {
+                        return Ok(joined);
+                    }
                     break;
                 }
                 tokio::time::sleep(POLL).await;
@@ -354,6 +362,15 @@ impl Guard {
                 ));
             }
         }
+    }
+
+    /// The outcome another replica's flight shared, once it is there.
+    async fn shared_outcome<T>(&self, key: &str) -> Result<Option<Crossed<T>>, ApiError> {
+        let Some(text) = self.state.get(key).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let outcome = serde_json::from_str(&text).map_err(ApiError::internal)?;
+        Ok(Some(Crossed::Flight(Flight::Joined(outcome))))
     }
 
     /// The flight's work, run by the leader; `flight` names the outcome record that waiting

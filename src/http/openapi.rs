@@ -117,8 +117,11 @@ pub enum IdentityInput {
 
 /// 1 to 100 IApplicationsIdentity objects: each is authorised, guarded and audited on its own; the answer is a BatchResponse.
 #[derive(Serialize, ToSchema)]
-#[schema(min_items = 1, max_items = 100)] // batch::MAX_ITEMS; the document's test checks it
+#[schema(min_items = 1, max_items = 100)]
 pub struct IdentityArray(Vec<IdentityObject>);
+
+// The schema's maxItems takes a literal only: it is the batch's bound.
+const _: () = assert!(super::batch::MAX_ITEMS == 100);
 
 /// Graph's JSON-batching response shape: one entry per array item, in order.
 #[derive(Serialize, ToSchema)]
