@@ -100,11 +100,6 @@ pub struct StartService {
 }
 
 impl StartService {
-    /// The token-level permission check alone (per-target checks follow in `start`).
-    pub fn authorize(&self, caller: &Caller) -> Result<Grant, ApiError> {
-        self.policy.authorize(caller)
-    }
-
     /// Runs `start` in its own task: a caller that disconnects cannot cut a start (and the
     /// flight that others wait on) in half.
     ///

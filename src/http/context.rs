@@ -106,7 +106,8 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         "client-request-id",
         HeaderValue::from_str(&context.client_request_id).expect("checked header value"),
     );
-    if let Some(error) = response.extensions().get::<ApiError>().cloned() {
+    // Taken, not copied: nothing outside this layer reads the marker.
+    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let request_id = response
             .headers()
             .get("request-id")
